@@ -1,0 +1,48 @@
+// medvlp eval -c CONFIG (--checkpoint DIR | --init) [-o eval.json]
+#include <fstream>
+#include <iostream>
+
+#include "commands.h"
+#include "medvlp/core/config.h"
+#include "medvlp/core/error.h"
+#include "medvlp/eval/evaluator.h"
+#include "medvlp/io/files.h"
+#include "medvlp/train/checkpoint.h"
+#include "medvlp/train/experiment.h"
+
+namespace medvlp::app {
+
+Action add_eval(CLI::App& app) {
+  struct Args {
+    std::string config, checkpoint, out;
+    std::vector<std::string> sets;
+    bool init = false;
+  };
+  auto args = std::make_shared<Args>();
+  app.add_option("-c,--config", args->config, "experiment config (a run folder's config.yaml)")->required();
+  app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
+  auto* ckpt = app.add_option("--checkpoint", args->checkpoint, "checkpoint folder (run/checkpoints/step_N)");
+  auto* init = app.add_flag("--init", args->init, "evaluate the untrained model (the seed's initial weights)");
+  ckpt->excludes(init);
+  app.add_option("-o,--out", args->out, "where to write the JSON result (default: next to the checkpoint's run)");
+  return [args] {
+    MEDVLP_CHECK(!args->checkpoint.empty() || args->init, "eval: give --checkpoint DIR or --init");
+    core::Config config = core::Config::load(args->config);
+    for (const auto& s : args->sets) config.set(s);
+    train::Experiment e = train::Experiment::build(std::move(config), "");
+    if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
+    const nlohmann::json result = eval::evaluate(e.model, e.eval_set, *e.tokenizer, e.eval, e.device, e.image_mean, e.image_std);
+    std::string out = args->out;
+    if (out.empty()) {
+      // run/checkpoints/step_N -> run/eval.json
+      const std::string c = args->checkpoint;
+      const auto cut = c.find("/checkpoints/");
+      out = args->init ? "eval_init.json" : (cut == std::string::npos ? "eval.json" : c.substr(0, cut) + "/eval.json");
+    }
+    io::write_file_atomic(out, result.dump(2) + "\n");
+    std::cout << eval::format_eval_table(result) << "written to " << out << "\n";
+    return 0;
+  };
+}
+
+}  // namespace medvlp::app

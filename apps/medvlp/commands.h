@@ -1,0 +1,12 @@
+#pragma once
+// Subcommands of the medvlp tool: each registers its options and returns the action to run.
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace medvlp::app {
+using Action = std::function<int()>;
+Action add_train(CLI::App& app);
+Action add_eval(CLI::App& app);
+Action add_synth(CLI::App& app);
+}  // namespace medvlp::app

@@ -1,0 +1,35 @@
+// medvlp: train, evaluate and generate data for medical vision-language pretraining.
+#include <iostream>
+#include <map>
+
+#include "commands.h"
+#include "medvlp/core/error.h"
+#include "medvlp/core/logging.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"medvlp: medical vision-language pretraining"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off");
+  std::map<CLI::App*, medvlp::app::Action> actions;
+  auto add = [&](const char* name, const char* help, medvlp::app::Action (*make)(CLI::App&)) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    actions[sub] = make(*sub);
+  };
+  add("train", "pretrain a model from a config", medvlp::app::add_train);
+  add("eval", "zero-shot classification and retrieval of a checkpoint", medvlp::app::add_eval);
+  add("synth", "write synthetic phantoms as PNG + JSONL manifest", medvlp::app::add_synth);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    medvlp::core::set_log_level(log_level);
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+  } catch (const medvlp::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "internal error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,52 @@
+#pragma once
+// Sample and Batch: what datasets produce and what models and losses consume.
+
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+
+namespace medvlp::data {
+
+/// A lesion box in pixel coordinates of the sample's image, for localization.
+struct Box {
+  int64_t finding = 0;  // index into the finding list
+  float x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+};
+
+/// One image-report pair as a dataset returns it (CPU tensors).
+/// labels use the report convention: 1 present, 0 absent, -1 uncertain or unmentioned.
+struct Sample {
+  std::string id;
+  std::string patient_id;
+  at::Tensor image;           // [C,H,W] float
+  std::string report;
+  at::Tensor labels;          // [K] float, from the report
+  at::Tensor truth;           // [K] float, image ground truth where known (synthetic data), else undefined
+  at::Tensor anatomy_masks;   // [A,H,W] float in {0,1}, or undefined
+  std::vector<Box> boxes;
+};
+
+/// A collated batch. Fields a dataset cannot fill stay undefined/empty.
+struct Batch {
+  std::vector<std::string> ids;
+  std::vector<std::string> patient_ids;
+  std::vector<std::string> reports;
+  at::Tensor images;          // [B,C,H,W]
+  at::Tensor token_ids;       // [B,L] int64
+  at::Tensor attention_mask;  // [B,L] int64, 1 on real tokens
+  at::Tensor labels;          // [B,K] float in {1,0,-1}
+  at::Tensor truth;           // [B,K] float, or undefined
+  at::Tensor anatomy_masks;   // [B,A,H,W], or undefined
+  std::vector<std::vector<Box>> boxes;
+
+  int64_t size() const { return static_cast<int64_t>(ids.size()); }
+  /// Moves the tensors to `device` (non-blocking from pinned memory on CUDA).
+  Batch to(const c10::Device& device, bool non_blocking = false) const;
+};
+
+/// Stacks samples into a batch (images must share a shape); tokens are filled by the loader.
+Batch collate(const std::vector<Sample>& samples);
+
+}  // namespace medvlp::data

@@ -1,0 +1,45 @@
+#pragma once
+// Zero-shot classification and image-report retrieval of a trained VlpModel.
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "medvlp/core/config.h"
+#include "medvlp/data/dataset.h"
+#include "medvlp/models/vlp_model.h"
+#include "medvlp/text/tokenizer.h"
+
+namespace medvlp::eval {
+
+/// Positive and negative prompts of one finding; scores average the prompt embeddings.
+struct FindingPrompts {
+  std::string finding;
+  std::vector<std::string> positive;  // e.g. "pleural effusion."
+  std::vector<std::string> negative;  // e.g. "no pleural effusion."
+};
+
+/// Evaluation settings (the `eval` config section).
+struct EvalOptions {
+  std::string split = "test";
+  int64_t batch_size = 128;
+  int64_t max_text_len = 96;
+  std::vector<int64_t> recall_k = {1, 5, 10};
+  std::vector<FindingPrompts> prompts;  // empty: "<finding>" vs "no <finding>"
+  int64_t workers = 2;
+};
+
+/// Reads the `eval` section. `findings` fill default prompts for findings without any.
+EvalOptions parse_eval_options(const core::ConfigNode& node, const std::vector<std::string>& findings);
+
+/// Runs zero-shot classification (score = cos(image, mean positive) - cos(image, mean negative),
+/// AUC against ground truth where the dataset has it, else the report labels) and retrieval.
+/// Returns {"zero_shot": {"mean_auc", "auc": {...}}, "retrieval": {"image_to_text": {"R@1"...}, ...}, "n": N}.
+nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset, const text::Tokenizer& tokenizer,
+                        const EvalOptions& options, const c10::Device& device, float image_mean, float image_std);
+
+/// A fixed-width text table of an evaluate() result, for the terminal.
+std::string format_eval_table(const nlohmann::json& result);
+
+}  // namespace medvlp::eval

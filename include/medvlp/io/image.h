@@ -1,0 +1,17 @@
+#pragma once
+// 2D image files (PNG, JPEG) through OpenCV.
+
+#include <string>
+
+#include <ATen/Tensor.h>
+
+namespace medvlp::io {
+
+/// Reads an 8- or 16-bit PNG/JPEG as grey float [1,H,W] scaled to [0,1] by the type's maximum.
+/// Colour images are converted to grey; an unreadable file throws medvlp::Error naming it.
+at::Tensor read_grey_image(const std::string& path);
+
+/// Writes a [H,W] or [1,H,W] float image with values in [0,1] as an 8- or 16-bit grey PNG.
+void write_grey_png(const std::string& path, const at::Tensor& image, int bits = 8);
+
+}  // namespace medvlp::io

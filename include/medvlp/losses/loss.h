@@ -1,0 +1,63 @@
+#pragma once
+// The Loss interface: every objective is a torch module built by name from its config node.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <torch/nn/module.h>
+
+#include "medvlp/core/config.h"
+#include "medvlp/core/registry.h"
+#include "medvlp/data/sample.h"
+#include "medvlp/models/encoded.h"
+
+namespace medvlp::losses {
+
+/// A loss value: the scalar to minimize plus named terms (detached) for logging.
+struct LossOutput {
+  at::Tensor total;                           // scalar
+  std::map<std::string, at::Tensor> terms;    // scalars, e.g. {"i2t": ..., "logit_scale": ...}
+};
+
+/// What a loss may need besides the batch: the distributed gather, so the same code runs on 1 or N ranks.
+struct LossContext {
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  int64_t step = 0;
+  /// Concatenates a [b,...] tensor from every rank along dim 0, keeping the gradient of the local part.
+  /// Identity on one rank.
+  std::function<at::Tensor(const at::Tensor&)> gather;
+
+  at::Tensor all_gather(const at::Tensor& local) const { return gather ? gather(local) : local; }
+};
+
+/// Base class of every loss. forward() reads the Encoded fields it needs and throws,
+/// naming the field and the loss, when one is missing.
+class LossImpl : public torch::nn::Module {
+ public:
+  virtual LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) = 0;
+  /// Registry name, e.g. "clip".
+  virtual std::string name() const = 0;
+
+ protected:
+  /// Throws "<loss>: needs Encoded.<field>, which the model did not produce" when `t` is undefined.
+  void require(const at::Tensor& t, const std::string& field) const;
+};
+using LossPtr = std::shared_ptr<LossImpl>;
+
+/// Registry of losses, built from the `options` node of a `losses` entry.
+core::Registry<LossPtr, const core::ConfigNode&>& loss_registry();
+
+/// One configured loss with its weight.
+struct WeightedLoss {
+  std::string name;
+  double weight = 1.0;
+  LossPtr loss;
+};
+
+/// Builds the `losses` list: entries `{name, weight, options}`.
+std::vector<WeightedLoss> build_losses(const core::ConfigNode& list);
+
+}  // namespace medvlp::losses

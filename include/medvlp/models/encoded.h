@@ -1,0 +1,25 @@
+#pragma once
+// Encoded: what a model hands to losses and evaluation.
+
+#include <array>
+
+#include <ATen/Tensor.h>
+
+namespace medvlp::models {
+
+/// Embeddings of one batch. Fields the model does not produce stay undefined;
+/// a loss that needs one throws an error naming the field and the loss.
+struct Encoded {
+  at::Tensor image_embed;      // [B,D], L2-normalized
+  at::Tensor text_embed;       // [B,D], L2-normalized
+  at::Tensor image_tokens;     // [B,N,C] spatial features before projection
+  std::array<int64_t, 2> grid = {0, 0};  // (H', W') of image_tokens, N = H' * W'
+  at::Tensor text_tokens;      // [B,L,C] token features before projection
+  at::Tensor text_mask;        // [B,L] 1 on real tokens
+  at::Tensor anatomy_image;    // [B,A,D]
+  at::Tensor anatomy_text;     // [B,A,D]
+  at::Tensor anatomy_present;  // [B,A]
+  at::Tensor sentence_embed;   // [B,S,D]
+};
+
+}  // namespace medvlp::models

@@ -1,0 +1,65 @@
+#pragma once
+// An experiment: every component an experiment config describes, built and validated in one place.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "medvlp/core/config.h"
+#include "medvlp/data/dataset.h"
+#include "medvlp/data/loader.h"
+#include "medvlp/eval/evaluator.h"
+#include "medvlp/losses/loss.h"
+#include "medvlp/models/vlp_model.h"
+#include "medvlp/text/tokenizer.h"
+#include "medvlp/train/optimizer.h"
+
+namespace medvlp::train {
+
+/// The `train` section.
+struct TrainOptions {
+  int64_t steps = 1000;
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 500;  // 0: only at the end
+  int64_t keep_checkpoints = 2;    // 0: keep all
+  std::string precision = "auto";  // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+  double grad_clip = 1.0;          // max global gradient norm; 0 disables
+  int64_t threads = 0;             // torch intra-op threads; 0 keeps torch's default
+  bool progress = true;            // a live progress bar when stderr is a terminal
+};
+
+/// A fully built experiment. Construction reads every config key and rejects unknown ones,
+/// so a typo fails before any training starts.
+struct Experiment {
+  explicit Experiment(core::Config c) : config(std::move(c)) {}
+  core::Config config;
+  std::string run_dir;
+  uint64_t seed = 0;
+  c10::Device device{c10::kCPU};
+  std::shared_ptr<text::Tokenizer> tokenizer;
+  data::DatasetPtr train_set;
+  data::DatasetPtr eval_set;
+  models::VlpModel model{nullptr};
+  std::vector<losses::WeightedLoss> losses;
+  data::LoaderOptions loader;
+  AdamWOptions optim;
+  CosineSchedule schedule;
+  TrainOptions train;
+  eval::EvalOptions eval;
+  float image_mean = 0.5f, image_std = 0.25f;
+
+  /// Builds from `config`. Without `text.model`, a SentencePiece model is trained on the training
+  /// reports and saved to `run_dir/tokenizer.model` (the resolved config then points to it).
+  static Experiment build(core::Config config, const std::string& run_dir);
+
+  /// Model parameters and buffers, and loss parameters under "losses.<i>.": what checkpoints store.
+  io::TensorMap state_tensors() const;
+  /// Copies `tensors` into the model and losses; every entry must match by name and shape.
+  void load_state_tensors(const io::TensorMap& tensors);
+  /// Trainable tensors by name, in a fixed order (model first, then losses).
+  std::vector<std::pair<std::string, at::Tensor>> trainable() const;
+};
+
+}  // namespace medvlp::train

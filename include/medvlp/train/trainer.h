@@ -1,0 +1,43 @@
+#pragma once
+// The training loop: data, model, losses, AdamW, schedule, autocast, logging, checkpoints, resume.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "medvlp/data/loader.h"
+#include "medvlp/train/checkpoint.h"
+#include "medvlp/train/experiment.h"
+#include "medvlp/train/optimizer.h"
+
+namespace medvlp::train {
+
+/// Runs an Experiment. Every step is a pure function of (weights, optimizer state, seed, step),
+/// so a run resumed from a checkpoint continues exactly as if it had not stopped.
+class Trainer {
+ public:
+  explicit Trainer(Experiment& experiment);
+
+  /// Restores weights, optimizer and position from a checkpoint folder.
+  void resume(const std::string& checkpoint_dir);
+  /// Trains until `until_step` completed steps (default: train.steps), checkpointing on the way and at the end.
+  /// Throws medvlp::Error on a non-finite loss, before the update, so the last checkpoint stays good.
+  void run(int64_t until_step = -1);
+  /// One optimization step on `batch`; returns the logged metrics.
+  nlohmann::json step(const data::Batch& batch);
+  /// Writes a checkpoint of the current state and returns its folder.
+  std::string save(const CheckpointWriteHook& hook = {});
+
+  int64_t completed_steps() const { return step_; }
+  const AdamW& optimizer() const { return *optimizer_; }
+
+ private:
+  Experiment& e_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<data::Loader> loader_;
+  int64_t step_ = 0;
+};
+
+}  // namespace medvlp::train

@@ -1,0 +1,38 @@
+#include "medvlp/core/logging.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include "log.h"
+#include "medvlp/core/error.h"
+
+namespace medvlp::core {
+
+spdlog::logger& log() {
+  static std::shared_ptr<spdlog::logger> logger = [] {
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    auto made = std::make_shared<spdlog::logger>("medvlp", sink);
+    made->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+    return made;
+  }();
+  return *logger;
+}
+
+void set_log_level(const std::string& level) {
+  const auto parsed = spdlog::level::from_str(level);
+  MEDVLP_CHECK(parsed != spdlog::level::off || level == "off", "log level: expected one of ",
+               "trace, debug, info, warn, error, off; got \"", level, "\"");
+  log().set_level(parsed);
+}
+
+void add_log_file(const std::string& path) {
+  try {
+    auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
+    sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+    log().sinks().push_back(sink);
+  } catch (const spdlog::spdlog_ex& e) {
+    throw Error(path + ": cannot open log file: " + e.what());
+  }
+}
+
+}  // namespace medvlp::core

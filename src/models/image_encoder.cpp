@@ -1,0 +1,67 @@
+#include "medvlp/models/image_encoder.h"
+
+#include <torch/torch.h>
+
+namespace medvlp::models {
+
+core::Registry<ImageEncoderPtr, const core::ConfigNode&>& image_encoder_registry() {
+  static core::Registry<ImageEncoderPtr, const core::ConfigNode&> registry("image encoder");
+  return registry;
+}
+
+namespace {
+
+torch::nn::Sequential conv_bn(int64_t in, int64_t out, int64_t stride, bool relu) {
+  torch::nn::Sequential seq(
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)),
+      torch::nn::BatchNorm2d(out));
+  if (relu) seq->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(true)));
+  return seq;
+}
+
+}  // namespace
+
+SmallCnnImpl::SmallCnnImpl(const SmallCnnOptions& options) : options_(options) {
+  MEDVLP_CHECK(!options_.channels.empty(), "small_cnn: channels must not be empty");
+  const int64_t stem = options_.channels.front() / 2 > 0 ? options_.channels.front() / 2 : 8;
+  stem_ = register_module("stem", conv_bn(options_.in_channels, stem, 1, true));
+  int64_t in = stem;
+  for (size_t i = 0; i < options_.channels.size(); ++i) {
+    const int64_t out = options_.channels[i];
+    torch::nn::Sequential body = conv_bn(in, out, 2, true);
+    body->extend(*conv_bn(out, out, 1, false));
+    stages_.push_back(register_module("stage" + std::to_string(i), body));
+    // A strided 1x1 projection keeps the residual path shape-compatible.
+    shortcuts_.push_back(register_module(
+        "shortcut" + std::to_string(i),
+        torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).stride(2).bias(false)),
+                              torch::nn::BatchNorm2d(out))));
+    in = out;
+  }
+}
+
+ImageFeatures SmallCnnImpl::forward(const at::Tensor& images) {
+  MEDVLP_CHECK(images.dim() == 4 && images.size(1) == options_.in_channels, "small_cnn: expected images [B,",
+               options_.in_channels, ",H,W], got ", images.sizes());
+  at::Tensor x = stem_->forward(images);
+  for (size_t i = 0; i < stages_.size(); ++i) x = torch::relu(stages_[i]->forward(x) + shortcuts_[i]->forward(x));
+  ImageFeatures out;
+  out.grid = {x.size(2), x.size(3)};
+  out.tokens = x.flatten(2).transpose(1, 2);  // [B,N,C]
+  out.pooled = x.mean({2, 3});                // [B,C]
+  return out;
+}
+
+namespace {
+ImageEncoderPtr make_small_cnn(const core::ConfigNode& node) {
+  SmallCnnOptions o;
+  o.in_channels = node.get_int("in_channels", o.in_channels, 1, 16);
+  o.channels = node.get_ints("channels", o.channels);
+  for (int64_t c : o.channels)
+    if (c < 1) node.fail("channels", "expected positive channel counts");
+  return std::make_shared<SmallCnnImpl>(o);
+}
+}  // namespace
+MEDVLP_REGISTER(image_encoder_registry(), "small_cnn", make_small_cnn);
+
+}  // namespace medvlp::models

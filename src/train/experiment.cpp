@@ -1,0 +1,154 @@
+#include "medvlp/train/experiment.h"
+
+#include <sys/stat.h>
+
+#include <torch/torch.h>
+
+#include "../core/log.h"
+#include "medvlp/core/device.h"
+#include "medvlp/core/error.h"
+#include "medvlp/data/build.h"
+#include "medvlp/text/sentencepiece_tokenizer.h"
+
+namespace medvlp::train {
+
+namespace {
+
+std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const core::ConfigNode& node,
+                                                 const data::DatasetPtr& train_set, const std::string& run_dir) {
+  node.get_choice("tokenizer", "sentencepiece", {"sentencepiece"});
+  const std::string model_path = node.get_string("model", "");
+  text::SentencePieceTrainOptions o;
+  o.vocab_size = node.get_int("vocab_size", 512, 16, 1 << 20);
+  o.model_type = node.get_choice("model_type", o.model_type, {"unigram", "bpe", "word", "char"});
+  const int64_t corpus_size = node.get_int("train_reports", 5000, 1);
+  if (!model_path.empty()) return text::SentencePieceTokenizer::load(model_path);
+
+  MEDVLP_CHECK(!run_dir.empty(), "text.model is empty and there is no run folder to train a tokenizer into");
+  std::vector<std::string> corpus;
+  const int64_t n = std::min(corpus_size, train_set->size());
+  for (int64_t i = 0; i < n; ++i) corpus.push_back(train_set->get(i, -1).report);
+  const std::string path = run_dir + "/tokenizer.model";
+  core::log().info("training a SentencePiece tokenizer on {} reports -> {}", n, path);
+  auto tokenizer = text::SentencePieceTokenizer::train(corpus, path, o);
+  config.set("text.model=" + path);
+  node.get_string("model");  // the resolved config now names the trained model; mark it read
+  return tokenizer;
+}
+
+}  // namespace
+
+Experiment Experiment::build(core::Config config, const std::string& run_dir) {
+  Experiment e(std::move(config));
+  e.run_dir = run_dir;
+  if (!run_dir.empty()) ::mkdir(run_dir.c_str(), 0755);
+  const core::ConfigNode root = e.config.root();
+  e.seed = static_cast<uint64_t>(root.get_int("seed", 0, 0));
+  e.device = core::select_device(root.get_string("device", "auto"));
+
+  const core::ConfigNode data = root.at("data");
+  e.train_set = data::build_dataset(data, "train");
+  e.image_mean = static_cast<float>(data.get_double("image_mean", 0.5));
+  e.image_std = static_cast<float>(data.get_double("image_std", 0.25, 1e-6));
+  e.loader.workers = data.get_int("workers", 1, 0, 256);
+  e.loader.prefetch = data.get_int("prefetch", 4, 1, 1024);
+
+  const core::ConfigNode text_node = root.child("text");
+  e.loader.max_text_len = text_node.get_int("max_len", 96, 4, 8192);
+  e.tokenizer = build_tokenizer(e.config, text_node, e.train_set, run_dir);
+
+  const core::ConfigNode train = root.child("train");
+  e.loader.batch_size = train.get_int("batch_size", 64, 2, 1 << 20);
+  e.loader.seed = e.seed;
+  e.train.steps = train.get_int("steps", e.train.steps, 1);
+  e.train.log_every = train.get_int("log_every", e.train.log_every, 1);
+  e.train.checkpoint_every = train.get_int("checkpoint_every", e.train.checkpoint_every, 0);
+  e.train.keep_checkpoints = train.get_int("keep_checkpoints", e.train.keep_checkpoints, 0);
+  e.train.precision = train.get_choice("precision", e.train.precision, {"auto", "fp32", "bf16"});
+  e.train.grad_clip = train.get_double("grad_clip", e.train.grad_clip, 0.0);
+  e.train.threads = train.get_int("threads", e.train.threads, 0, 1024);
+  e.train.progress = train.get_bool("progress", e.train.progress);
+  if (e.train.precision == "bf16" && !e.device.is_cuda())
+    train.fail("precision", "bf16 autocast needs a CUDA device; use auto or fp32 on CPU");
+  e.loader.pin_memory = e.device.is_cuda();
+  if (e.train.threads > 0) torch::set_num_threads(static_cast<int>(e.train.threads));
+
+  const core::ConfigNode optim = root.child("optim");
+  optim.get_choice("name", "adamw", {"adamw"});
+  e.optim.lr = optim.get_double("lr", e.optim.lr, 0.0, 10.0);
+  e.optim.weight_decay = optim.get_double("weight_decay", e.optim.weight_decay, 0.0, 10.0);
+  const auto betas = optim.get_doubles("betas", {e.optim.beta1, e.optim.beta2});
+  if (betas.size() != 2 || betas[0] < 0 || betas[0] >= 1 || betas[1] < 0 || betas[1] >= 1)
+    optim.fail("betas", "expected two numbers in [0, 1)");
+  e.optim.beta1 = betas[0];
+  e.optim.beta2 = betas[1];
+  e.optim.eps = optim.get_double("eps", e.optim.eps, 0.0, 1.0);
+
+  const core::ConfigNode schedule = root.child("schedule");
+  schedule.get_choice("name", "cosine", {"cosine"});
+  e.schedule.lr = e.optim.lr;
+  e.schedule.total_steps = e.train.steps;
+  e.schedule.warmup_steps = schedule.get_int("warmup_steps", 100, 0);
+  e.schedule.min_lr_ratio = schedule.get_double("min_lr_ratio", 0.0, 0.0, 1.0);
+
+  // The model's initial weights are a function of the seed alone.
+  torch::manual_seed(e.seed);
+  e.model = models::build_model(root.at("model"), e.tokenizer->vocab_size());
+  e.losses = losses::build_losses(root.at("losses"));
+  e.model->to(e.device);
+  for (auto& l : e.losses) l.loss->to(e.device);
+
+  const core::ConfigNode eval_node = root.child("eval");
+  e.eval = eval::parse_eval_options(eval_node, e.train_set->findings());
+  e.eval.max_text_len = e.loader.max_text_len;
+  e.eval.workers = std::max<int64_t>(1, e.loader.workers);
+  e.eval_set = data::build_dataset(data, e.eval.split);
+
+  e.config.check_all_used();
+  return e;
+}
+
+io::TensorMap Experiment::state_tensors() const {
+  io::TensorMap out;
+  for (const auto& p : model->named_parameters()) out[p.key()] = p.value();
+  for (const auto& b : model->named_buffers()) out[b.key()] = b.value();
+  for (size_t i = 0; i < losses.size(); ++i) {
+    const std::string prefix = "losses." + std::to_string(i) + ".";
+    for (const auto& p : losses[i].loss->named_parameters()) out[prefix + p.key()] = p.value();
+    for (const auto& b : losses[i].loss->named_buffers()) out[prefix + b.key()] = b.value();
+  }
+  return out;
+}
+
+void Experiment::load_state_tensors(const io::TensorMap& tensors) {
+  torch::NoGradGuard no_grad;
+  io::TensorMap mine = state_tensors();
+  std::vector<std::string> missing, unexpected, mismatched;
+  for (auto& [name, t] : mine) {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) missing.push_back(name);
+    else if (it->second.sizes() != t.sizes()) mismatched.push_back(name);
+  }
+  for (const auto& [name, t] : tensors)
+    if (!mine.count(name)) unexpected.push_back(name);
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    std::string message = "weights do not match the configured model:";
+    if (!missing.empty()) message += " missing [" + core::join(missing) + "]";
+    if (!unexpected.empty()) message += " unexpected [" + core::join(unexpected) + "]";
+    if (!mismatched.empty()) message += " shape mismatch [" + core::join(mismatched) + "]";
+    throw Error(message);
+  }
+  for (auto& [name, t] : mine) t.copy_(tensors.at(name));
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Experiment::trainable() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : model->named_parameters())
+    if (p.value().requires_grad()) out.emplace_back(p.key(), p.value());
+  for (size_t i = 0; i < losses.size(); ++i)
+    for (const auto& p : losses[i].loss->named_parameters())
+      if (p.value().requires_grad()) out.emplace_back("losses." + std::to_string(i) + "." + p.key(), p.value());
+  return out;
+}
+
+}  // namespace medvlp::train

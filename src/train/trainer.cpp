@@ -1,0 +1,188 @@
+#include "medvlp/train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "../core/log.h"
+#include "../data/rng.h"
+#include "medvlp/core/error.h"
+#include "medvlp/core/torch_compat.h"
+#include "medvlp/io/files.h"
+
+namespace medvlp::train {
+
+namespace {
+
+// Drops metrics.jsonl lines logged after `step`, so a resumed run does not log those steps twice.
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).value("step", int64_t{0}) > step) continue;
+    } catch (const nlohmann::json::exception&) {
+      continue;  // a torn last line from a crash
+    }
+    kept += line + "\n";
+  }
+  io::write_file_atomic(path, kept);
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%02lld:%02lld", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  return buf;
+}
+
+}  // namespace
+
+Trainer::Trainer(Experiment& experiment) : e_(experiment) {
+  optimizer_ = std::make_unique<AdamW>(e_.trainable(), e_.optim);
+  loader_ = std::make_unique<data::Loader>(e_.train_set, e_.tokenizer, e_.loader);
+}
+
+void Trainer::resume(const std::string& checkpoint_dir) {
+  Checkpoint c = load_checkpoint(checkpoint_dir);
+  try {
+    e_.load_state_tensors(c.model);
+    optimizer_->load_state(c.optimizer, c.state.at("optimizer_steps").get<int64_t>());
+    MEDVLP_CHECK(c.state.value("seed", uint64_t{0}) == e_.seed, "the checkpoint was trained with seed ",
+                 c.state.value("seed", uint64_t{0}), " but the config says ", e_.seed);
+    MEDVLP_CHECK(c.state.value("batch_size", int64_t{0}) == e_.loader.batch_size, "the checkpoint used batch_size ",
+                 c.state.value("batch_size", int64_t{0}), " but the config says ", e_.loader.batch_size);
+  } catch (const Error& err) {
+    throw err.with_context("resume from " + checkpoint_dir);
+  } catch (const nlohmann::json::exception& err) {
+    throw Error("resume from " + checkpoint_dir + ": trainer_state.json: " + err.what());
+  }
+  step_ = c.state.at("step").get<int64_t>();
+  core::log().info("resumed from {} at step {}", checkpoint_dir, step_);
+}
+
+nlohmann::json Trainer::step(const data::Batch& host_batch) {
+  // Any randomness inside the step (dropout, masking) draws from a generator seeded by the step.
+  torch::manual_seed(data::mix_seed(e_.seed, 0x73746570ull, static_cast<uint64_t>(step_)));
+  e_.model->train();
+  const bool cuda = e_.device.is_cuda();
+  data::Batch batch = host_batch.to(e_.device, /*non_blocking=*/cuda);
+  batch.images = (batch.images - e_.image_mean) / e_.image_std;
+  const bool bf16 = cuda && e_.train.precision != "fp32";
+
+  models::Encoded encoded;
+  {
+    compat::CudaAutocast autocast(bf16, at::kBFloat16);
+    encoded = e_.model->forward(batch);
+  }
+  losses::LossContext context;
+  context.step = step_;
+  at::Tensor total = torch::zeros({}, torch::TensorOptions().device(e_.device));
+  nlohmann::json metrics;
+  for (size_t i = 0; i < e_.losses.size(); ++i) {
+    const auto& wl = e_.losses[i];
+    losses::LossOutput out = wl.loss->forward(encoded, batch, context);
+    total = total + wl.weight * out.total;
+    const std::string prefix = e_.losses.size() > 1 ? wl.name + "." : "";
+    metrics[prefix + "loss"] = out.total.item<double>();
+    for (const auto& [name, value] : out.terms) metrics[prefix + name] = value.item<double>();
+  }
+  const double loss_value = total.item<double>();
+  if (!std::isfinite(loss_value))
+    throw Error("step " + std::to_string(step_ + 1) + ": loss is " + std::to_string(loss_value) + " (terms " +
+                metrics.dump() + "); stopping before the update, the last checkpoint is intact. "
+                "Lower optim.lr or check the data.");
+  optimizer_->zero_grad();
+  total.backward();
+  std::vector<at::Tensor> params;
+  for (const auto& [name, p] : e_.trainable()) params.push_back(p);
+  double grad_norm = 0.0;
+  if (e_.train.grad_clip > 0.0) grad_norm = torch::nn::utils::clip_grad_norm_(params, e_.train.grad_clip);
+  const double lr = e_.schedule.at(step_);
+  optimizer_->step(lr);
+  ++step_;
+  metrics["step"] = step_;
+  metrics["total_loss"] = loss_value;
+  metrics["lr"] = lr;
+  if (e_.train.grad_clip > 0.0) metrics["grad_norm"] = grad_norm;
+  return metrics;
+}
+
+std::string Trainer::save(const CheckpointWriteHook& hook) {
+  Checkpoint c;
+  c.model = e_.state_tensors();
+  c.optimizer = optimizer_->state();
+  const int64_t per_epoch = loader_->batches_per_epoch();
+  c.state = {{"step", step_},
+             {"optimizer_steps", optimizer_->steps()},
+             {"epoch", step_ / per_epoch},
+             {"batch_in_epoch", step_ % per_epoch},
+             {"seed", e_.seed},
+             {"batch_size", e_.loader.batch_size},
+             {"torch_version", TORCH_VERSION}};
+  const std::string dir = save_checkpoint(e_.run_dir, step_, c, e_.train.keep_checkpoints, hook);
+  core::log().info("checkpoint {}", dir);
+  return dir;
+}
+
+void Trainer::run(int64_t until_step) {
+  const int64_t target = until_step < 0 ? e_.train.steps : until_step;
+  MEDVLP_CHECK(!e_.run_dir.empty(), "trainer: no run folder");
+  const std::string metrics_path = e_.run_dir + "/metrics.jsonl";
+  truncate_metrics(metrics_path, step_);
+  std::ofstream metrics_file(metrics_path, std::ios::app);
+  MEDVLP_CHECK(metrics_file, metrics_path, ": cannot open for appending");
+  const bool live = e_.train.progress && ::isatty(STDERR_FILENO);
+  const int64_t per_epoch = loader_->batches_per_epoch();
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t first_step = step_;
+  int64_t epoch = step_ / per_epoch;
+  loader_->start(epoch, step_ % per_epoch);
+  core::log().info("training {} -> {} steps on {} ({} batches of {} per epoch)", step_, target, e_.device.str(),
+                   per_epoch, e_.loader.batch_size);
+  double loss_ema = std::nan("");
+  while (step_ < target) {
+    data::Batch batch;
+    if (!loader_->next(&batch)) {
+      loader_->start(++epoch, 0);
+      continue;
+    }
+    nlohmann::json m = step(batch);
+    const double loss = m["total_loss"].get<double>();
+    loss_ema = std::isnan(loss_ema) ? loss : 0.95 * loss_ema + 0.05 * loss;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double steps_per_s = static_cast<double>(step_ - first_step) / std::max(elapsed, 1e-9);
+    if (step_ % e_.train.log_every == 0 || step_ == target) {
+      m["epoch"] = epoch;
+      m["images_per_s"] = steps_per_s * static_cast<double>(e_.loader.batch_size);
+      m["elapsed_s"] = elapsed;
+      metrics_file << m.dump() << "\n" << std::flush;
+      if (!live)
+        core::log().info("step {}/{} loss {:.4f} lr {:.2e} {:.1f} img/s", step_, target, loss, m["lr"].get<double>(),
+                         m["images_per_s"].get<double>());
+    }
+    if (live) {
+      const double frac = static_cast<double>(step_) / static_cast<double>(target);
+      const int width = 30;
+      const int filled = static_cast<int>(frac * width);
+      const double eta = static_cast<double>(target - step_) / std::max(steps_per_s, 1e-9);
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld loss %.4f %.1f img/s ETA %s ", std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), static_cast<long long>(step_),
+                   static_cast<long long>(target), loss_ema, steps_per_s * static_cast<double>(e_.loader.batch_size),
+                   format_duration(eta).c_str());
+      std::fflush(stderr);
+    }
+    if (e_.train.checkpoint_every > 0 && step_ % e_.train.checkpoint_every == 0 && step_ < target) save();
+  }
+  if (live) std::fprintf(stderr, "\n");
+  save();
+}
+
+}  // namespace medvlp::train

@@ -1,0 +1,149 @@
+#include "medvlp/data/synthetic_cxr.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "../testing_util.h"
+#include "medvlp/data/manifest.h"
+#include "medvlp/io/image.h"
+
+using namespace medvlp::data;
+
+namespace {
+SyntheticCxrOptions small(int64_t size = 48) {
+  SyntheticCxrOptions o;
+  o.image_size = size;
+  return o;
+}
+}  // namespace
+
+TEST(SyntheticCxr, IsDeterministicInSeedSplitAndIndex) {
+  const CxrCase a = render_cxr_case(small(), Split::kTrain, 5);
+  const CxrCase b = render_cxr_case(small(), Split::kTrain, 5);
+  EXPECT_TRUE(torch::equal(a.image, b.image));
+  EXPECT_EQ(a.report(), b.report());
+  SyntheticCxrOptions other = small();
+  other.seed = 1;
+  EXPECT_FALSE(torch::equal(a.image, render_cxr_case(other, Split::kTrain, 5).image));
+  EXPECT_FALSE(torch::equal(a.image, render_cxr_case(small(), Split::kTest, 5).image));
+}
+
+TEST(SyntheticCxr, PrevalencesAndNegationsLookLikeRealReports) {
+  const int n = 1500;
+  std::vector<double> positives(8, 0.0);
+  int with_negation = 0, negation_only_mentions = 0;
+  for (int i = 0; i < n; ++i) {
+    const CxrCase c = render_cxr_case(small(32), Split::kTrain, i);
+    bool negates = false;
+    for (int k = 0; k < 8; ++k) {
+      const float truth = c.truth[k].item<float>();
+      const float label = c.report_labels[k].item<float>();
+      positives[static_cast<size_t>(k)] += truth;
+      // The report never contradicts the image: a negated finding is absent, a stated one present.
+      if (label == 0.f) EXPECT_EQ(truth, 0.f) << "case " << i << " finding " << k << ": " << c.report();
+      if (label == 1.f) EXPECT_EQ(truth, 1.f) << "case " << i << " finding " << k << ": " << c.report();
+      negates |= label == 0.f;
+    }
+    with_negation += negates;
+    negation_only_mentions += negates && c.truth.sum().item<float>() == 0.f;
+  }
+  int under_20 = 0;
+  for (double p : positives) {
+    EXPECT_GT(p / n, 0.03);
+    EXPECT_LT(p / n, 0.25);
+    under_20 += p / n < 0.2;
+  }
+  EXPECT_GE(under_20, 7);
+  EXPECT_GE(static_cast<double>(with_negation) / n, 0.3);
+  EXPECT_GE(static_cast<double>(negation_only_mentions) / n, 0.2);
+}
+
+TEST(SyntheticCxr, FindingsChangeTheImageWhereTheirBoxIs) {
+  // Two cases with the same seed stream differ only by whether the finding was drawn; instead,
+  // check that every box lies inside the image and belongs to a present finding.
+  for (int i = 0; i < 200; ++i) {
+    const CxrCase c = render_cxr_case(small(64), Split::kVal, i);
+    for (const Box& b : c.boxes) {
+      EXPECT_EQ(c.truth[b.finding].item<float>(), 1.f);
+      EXPECT_GE(b.x0, 0.f);
+      EXPECT_LE(b.x1, 64.f);
+      EXPECT_LT(b.x0, b.x1);
+      EXPECT_LT(b.y0, b.y1);
+    }
+    int present = static_cast<int>(c.truth.sum().item<float>());
+    EXPECT_EQ(static_cast<int>(c.boxes.size()), present) << c.report();
+  }
+}
+
+TEST(SyntheticCxr, AnatomyMasksCoverLungsHeartAndBones) {
+  const CxrCase c = render_cxr_case(small(64), Split::kTrain, 3);
+  ASSERT_EQ(c.anatomy_masks.size(0), static_cast<int64_t>(cxr_anatomies().size()));
+  for (int64_t a = 0; a < c.anatomy_masks.size(0); ++a)
+    EXPECT_GT(c.anatomy_masks[a].sum().item<float>(), 5.f) << cxr_anatomies()[static_cast<size_t>(a)];
+  // Lungs are darker than the heart: the intensity model follows attenuation.
+  const auto mean_in = [&](int a) { return (c.image[0] * c.anatomy_masks[a]).sum().item<float>() / c.anatomy_masks[a].sum().item<float>(); };
+  EXPECT_LT(mean_in(0), mean_in(4));
+}
+
+TEST(SyntheticCxr, ReportsUseSectionsHedgesAndSynonyms) {
+  std::set<std::string> seen;
+  bool hedge = false;
+  for (int i = 0; i < 400; ++i) {
+    const std::string r = render_cxr_case(small(32), Split::kTrain, i).report();
+    ASSERT_EQ(r.rfind("FINDINGS:", 0), 0u);
+    ASSERT_NE(r.find("IMPRESSION:"), std::string::npos);
+    hedge |= r.find("Possible") != std::string::npos || r.find("cannot be excluded") != std::string::npos ||
+             r.find("may represent") != std::string::npos;
+    seen.insert(r);
+  }
+  EXPECT_TRUE(hedge);
+  EXPECT_GT(seen.size(), 300u);
+}
+
+TEST(SyntheticCxr, WritesPngAndManifestThatReadBack) {
+  medvlp::testing_util::TempDir dir;
+  SyntheticCxrOptions o = small(40);
+  o.train_size = 5;
+  o.test_size = 3;
+  EXPECT_EQ(write_synthetic_cxr(o, Split::kTrain, dir.path()), 5);
+  EXPECT_EQ(write_synthetic_cxr(o, Split::kTest, dir.path()), 3);
+  ManifestDataset train(dir.path() + "/manifest.jsonl", "train", cxr_findings());
+  ManifestDataset test(dir.path() + "/manifest.jsonl", "test", cxr_findings());
+  ASSERT_EQ(train.size(), 5);
+  ASSERT_EQ(test.size(), 3);
+  const CxrCase c = render_cxr_case(o, Split::kTrain, 2);
+  const Sample s = train.get(2, 0);
+  EXPECT_EQ(s.report, c.report());
+  EXPECT_LE((s.image - c.image).abs().max().item<float>(), 0.5f / 255.f + 1e-6f);
+  EXPECT_TRUE(torch::equal(s.labels, c.report_labels));
+  EXPECT_TRUE(torch::equal(s.truth, c.truth));
+}
+
+TEST(Manifest, MissingImagesAreSkippedAndCountedOrFatal) {
+  medvlp::testing_util::TempDir dir;
+  SyntheticCxrOptions o = small(32);
+  o.train_size = 3;
+  write_synthetic_cxr(o, Split::kTrain, dir.path());
+  std::remove((dir.path() + "/images/train_1.png").c_str());
+  ManifestDataset skipping(dir.path() + "/manifest.jsonl", "train", cxr_findings(), MissingPolicy::kSkip);
+  EXPECT_EQ(skipping.size(), 2);
+  EXPECT_EQ(skipping.skipped(), 1);
+  EXPECT_ERROR_CONTAINS(ManifestDataset(dir.path() + "/manifest.jsonl", "train", cxr_findings(), MissingPolicy::kFail),
+                        "manifest.jsonl:2: image file " + dir.path() + "/images/train_1.png does not exist");
+}
+
+TEST(Manifest, CorruptImageAndBadLinesGiveClearErrors) {
+  medvlp::testing_util::TempDir dir;
+  {
+    std::ofstream(dir.path() + "/bad.png") << "not a png";
+    std::ofstream m(dir.path() + "/manifest.jsonl");
+    m << R"({"image": "bad.png", "report": "No effusion."})" << "\n";
+  }
+  ManifestDataset d(dir.path() + "/manifest.jsonl", "train", cxr_findings());
+  EXPECT_ERROR_CONTAINS(d.get(0, 0), "bad.png: cannot read image");
+  {
+    std::ofstream m(dir.path() + "/broken.jsonl");
+    m << "{\"image\": \"bad.png\"\n";
+  }
+  EXPECT_ERROR_CONTAINS(ManifestDataset(dir.path() + "/broken.jsonl", "train", cxr_findings()), "broken.jsonl:1: invalid JSON");
+}
