@@ -4,10 +4,12 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include "log.h"
+#include <spdlog/spdlog.h>
 #include "medvlp/core/error.h"
 
 namespace medvlp::core {
 
+namespace {
 spdlog::logger& log() {
   static std::shared_ptr<spdlog::logger> logger = [] {
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
@@ -16,6 +18,16 @@ spdlog::logger& log() {
     return made;
   }();
   return *logger;
+}
+}  // namespace
+
+void log_message(LogLevel level, const std::string& message) {
+  switch (level) {
+    case LogLevel::kDebug: log().debug(message); break;
+    case LogLevel::kInfo: log().info(message); break;
+    case LogLevel::kWarn: log().warn(message); break;
+    default: log().error(message); break;
+  }
 }
 
 void set_log_level(const std::string& level) {

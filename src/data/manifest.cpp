@@ -76,13 +76,13 @@ ManifestDataset::ManifestDataset(const std::string& manifest_path, const std::st
     }
     if (!file_exists(e.image_path)) {
       if (missing == MissingPolicy::kFail) throw Error(where + ": image file " + e.image_path + " does not exist");
-      core::log().warn("{}: image file {} does not exist; skipping", where, e.image_path);
+      core::log_warn(where, ": image file ", e.image_path, " does not exist; skipping");
       ++skipped_;
       continue;
     }
     entries_.push_back(std::move(e));
   }
-  if (skipped_ > 0) core::log().warn("{}: skipped {} entries with missing images", manifest_path, skipped_);
+  if (skipped_ > 0) core::log_warn(manifest_path, ": skipped ", skipped_, " entries with missing images");
 }
 
 Sample ManifestDataset::get(int64_t index, int64_t /*epoch*/) const {

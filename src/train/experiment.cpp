@@ -29,7 +29,7 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
   const int64_t n = std::min(corpus_size, train_set->size());
   for (int64_t i = 0; i < n; ++i) corpus.push_back(train_set->get(i, -1).report);
   const std::string path = run_dir + "/tokenizer.model";
-  core::log().info("training a SentencePiece tokenizer on {} reports -> {}", n, path);
+  core::log_info("training a SentencePiece tokenizer on ", n, " reports -> ", path);
   auto tokenizer = text::SentencePieceTokenizer::train(corpus, path, o);
   config.set("text.model=" + path);
   node.get_string("model");  // the resolved config now names the trained model; mark it read

@@ -65,7 +65,7 @@ void Trainer::resume(const std::string& checkpoint_dir) {
     throw Error("resume from " + checkpoint_dir + ": trainer_state.json: " + err.what());
   }
   step_ = c.state.at("step").get<int64_t>();
-  core::log().info("resumed from {} at step {}", checkpoint_dir, step_);
+  core::log_info("resumed from ", checkpoint_dir, " at step ", step_);
 }
 
 nlohmann::json Trainer::step(const data::Batch& host_batch) {
@@ -128,7 +128,7 @@ std::string Trainer::save(const CheckpointWriteHook& hook) {
              {"batch_size", e_.loader.batch_size},
              {"torch_version", TORCH_VERSION}};
   const std::string dir = save_checkpoint(e_.run_dir, step_, c, e_.train.keep_checkpoints, hook);
-  core::log().info("checkpoint {}", dir);
+  core::log_info("checkpoint ", dir);
   return dir;
 }
 
@@ -145,8 +145,8 @@ void Trainer::run(int64_t until_step) {
   const int64_t first_step = step_;
   int64_t epoch = step_ / per_epoch;
   loader_->start(epoch, step_ % per_epoch);
-  core::log().info("training {} -> {} steps on {} ({} batches of {} per epoch)", step_, target, e_.device.str(),
-                   per_epoch, e_.loader.batch_size);
+  core::log_info("training ", step_, " -> ", target, " steps on ", e_.device.str(), " (", per_epoch,
+                 " batches of ", e_.loader.batch_size, " per epoch)");
   double loss_ema = std::nan("");
   while (step_ < target) {
     data::Batch batch;
@@ -164,9 +164,12 @@ void Trainer::run(int64_t until_step) {
       m["images_per_s"] = steps_per_s * static_cast<double>(e_.loader.batch_size);
       m["elapsed_s"] = elapsed;
       metrics_file << m.dump() << "\n" << std::flush;
-      if (!live)
-        core::log().info("step {}/{} loss {:.4f} lr {:.2e} {:.1f} img/s", step_, target, loss, m["lr"].get<double>(),
-                         m["images_per_s"].get<double>());
+      if (!live) {
+        char line[160];
+        std::snprintf(line, sizeof(line), "step %lld/%lld loss %.4f lr %.2e %.1f img/s", static_cast<long long>(step_),
+                      static_cast<long long>(target), loss, m["lr"].get<double>(), m["images_per_s"].get<double>());
+        core::log_info(line);
+      }
     }
     if (live) {
       const double frac = static_cast<double>(step_) / static_cast<double>(target);
