@@ -1,7 +1,9 @@
 # Every dependency comes from Debian packages (or a LibTorch 2.x tree on GPU machines);
 # nothing is downloaded.
 find_package(Torch REQUIRED)
-find_package(OpenCV REQUIRED COMPONENTS core imgproc imgcodecs)
+if(MEDVLP_WITH_OPENCV)
+  find_package(OpenCV REQUIRED COMPONENTS core imgproc imgcodecs)
+endif()
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.9 REQUIRED)
 find_package(spdlog REQUIRED)

@@ -1,12 +1,26 @@
 #include "medvlp/io/image.h"
 
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include "medvlp/core/error.h"
 
+#if MEDVLP_WITH_OPENCV
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#endif
+
 namespace medvlp::io {
+
+#if !MEDVLP_WITH_OPENCV
+at::Tensor read_grey_image(const std::string& path) {
+  throw Error(path + ": cannot read image: medvlp was built without OpenCV (MEDVLP_WITH_OPENCV=OFF)");
+}
+void write_grey_png(const std::string& path, const at::Tensor&, int) {
+  throw Error(path + ": cannot write PNG: medvlp was built without OpenCV (MEDVLP_WITH_OPENCV=OFF)");
+}
+bool image_codecs_available() { return false; }
+#else
+bool image_codecs_available() { return true; }
 
 at::Tensor read_grey_image(const std::string& path) {
   cv::Mat raw = cv::imread(path, cv::IMREAD_UNCHANGED);
@@ -39,5 +53,7 @@ void write_grey_png(const std::string& path, const at::Tensor& image, int bits) 
   as_float.convertTo(out, bits == 8 ? CV_8U : CV_16U);
   MEDVLP_CHECK(cv::imwrite(path, out), path, ": cannot write PNG");
 }
+
+#endif
 
 }  // namespace medvlp::io

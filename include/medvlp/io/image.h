@@ -14,4 +14,7 @@ at::Tensor read_grey_image(const std::string& path);
 /// Writes a [H,W] or [1,H,W] float image with values in [0,1] as an 8- or 16-bit grey PNG.
 void write_grey_png(const std::string& path, const at::Tensor& image, int bits = 8);
 
+/// False when medvlp was built with MEDVLP_WITH_OPENCV=OFF (image files then throw medvlp::Error).
+bool image_codecs_available();
+
 }  // namespace medvlp::io
