@@ -90,13 +90,13 @@ void draw_lesions(const SyntheticCxrOptions& options, Rng& rng, Lesions* les) {
     les->blob_y[i] = rng.uniform(-0.035, 0.035);
     les->blob_s[i] = rng.uniform(0.022, 0.042);
   }
-  les->p1[kNodule] = rng.uniform(0.018, 0.03);   // radius
+  les->p1[kNodule] = rng.uniform(0.02, 0.04);  // radius: 1.4-2.8 cm on a 35 cm film
   les->nodule_mm = std::round(les->p1[kNodule] * 350.0);
   les->p1[kAtelectasis] = rng.uniform(-0.25, 0.25);  // angle
   les->p2[kAtelectasis] = rng.uniform(0.10, 0.16);   // length
   les->rib = 2 + static_cast<int>(rng.below(5));
   les->p1[kFracture] = rng.uniform(0.18, 0.32);  // position along the rib
-  les->healing = rng.bernoulli(0.5);
+  les->healing = rng.bernoulli(0.7);
 }
 
 struct Canvas {
@@ -203,6 +203,7 @@ void render(const Geometry& g, const Lesions& les, Canvas* canvas, Rng& rng) {
       lung_total = std::min(lung_total, 1.0);
       d += 0.35 * mediastinum + 0.42 * heart * (1.0 - mediastinum * 0.5) + 0.3 * spine;
       canvas->anatomy[kHeart][idx] = static_cast<float>(heart > 0.5);
+      if (les.present[kCardiomegaly]) canvas->finding_map[kCardiomegaly][idx] = static_cast<float>(heart);
       canvas->anatomy[kMediastinum][idx] = static_cast<float>(mediastinum > 0.5 && y < 0.62);
 
       // Ribs (posterior arcs) and clavicles.
@@ -215,13 +216,13 @@ void render(const Geometry& g, const Lesions& les, Canvas* canvas, Rng& rng) {
           double keep = 1.0;
           if (les.present[kFracture] && les.side[kFracture] == side && les.rib == rib) {
             const double tf = les.p1[kFracture];
-            if (t > tf) ry += 0.011;  // displaced lateral fragment
-            keep = soft_inside(0.006 - std::abs(t - tf), edge) > 0.5 ? 0.0 : 1.0;
-            double callus = les.healing ? soft_inside(ellipse_sd(t, y, tf, rib_y(rib, tf) + 0.005, 0.02, 0.016), edge) : 0.0;
+            if (t > tf) ry += 0.018;  // displaced lateral fragment
+            keep = soft_inside(0.012 - std::abs(t - tf), edge) > 0.5 ? 0.0 : 1.0;
+            double callus = les.healing ? soft_inside(ellipse_sd(t, y, tf, rib_y(rib, tf) + 0.009, 0.034, 0.026), edge) : 0.0;
             const double gap_mark = 1.0 - keep;
             canvas->finding_map[kFracture][idx] = static_cast<float>(std::max({gap_mark * soft_inside(std::abs(y - ry) - 0.02, edge), callus,
                                                                               static_cast<double>(canvas->finding_map[kFracture][idx])}));
-            bone += 0.22 * callus;
+            bone += 0.3 * callus;
           }
           bone = std::max(bone, 0.24 * keep * soft_inside(std::abs(y - ry) - 0.009, edge));
         }
@@ -247,7 +248,7 @@ void render(const Geometry& g, const Lesions& les, Canvas* canvas, Rng& rng) {
         if (les.present[kNodule]) {
           const int f = kNodule;
           const double n = soft_inside(std::hypot(x - les.cx[f], y - les.cy[f]) - les.p1[f], edge) * lung_total;
-          d += 0.75 * n;
+          d += 0.9 * n;
           canvas->finding_map[f][idx] = static_cast<float>(n);
         }
         if (les.present[kAtelectasis]) {
