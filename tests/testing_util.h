@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -19,7 +20,7 @@ class TempDir {
     path_ = ::mkdtemp(pattern.data()) ? pattern : std::string();
   }
   ~TempDir() {
-    if (!path_.empty()) std::system(("rm -rf '" + path_ + "'").c_str());
+    if (!path_.empty() && std::system(("rm -rf '" + path_ + "'").c_str()) != 0) std::perror("rm -rf");
   }
   const std::string& path() const { return path_; }
 

@@ -1,6 +1,7 @@
 #include "medvlp/core/config.h"
 
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <fstream>
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <set>
+
 #include "../testing_util.h"
 #include "medvlp/data/synthetic_cxr.h"
 #include "medvlp/text/sentencepiece_tokenizer.h"
@@ -53,9 +55,9 @@ TEST(Loader, EpochsShuffleDifferentlyAndAugmentDifferently) {
   const auto e1 = epoch_batches(2, 1);
   EXPECT_NE(e0[0].ids, e1[0].ids);
   // The same case in two epochs: a different augmentation of the same patient.
-  const auto& ds = *dataset();
-  EXPECT_FALSE(torch::equal(ds.get(4, 0).image, ds.get(4, 1).image));
-  EXPECT_EQ(ds.get(4, 0).labels.sum().item<float>(), ds.get(4, 1).labels.sum().item<float>());
+  const auto ds = dataset();
+  EXPECT_FALSE(torch::equal(ds->get(4, 0).image, ds->get(4, 1).image));
+  EXPECT_EQ(ds->get(4, 0).labels.sum().item<float>(), ds->get(4, 1).labels.sum().item<float>());
 }
 
 TEST(Loader, StartsMidEpochExactlyWhereAFullPassWouldBe) {

@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdio>
+#include <fstream>
+#include <set>
+
 #include "../testing_util.h"
 #include "medvlp/data/manifest.h"
 #include "medvlp/io/image.h"
@@ -40,8 +44,12 @@ TEST(SyntheticCxr, PrevalencesAndNegationsLookLikeRealReports) {
       const float label = c.report_labels[k].item<float>();
       positives[static_cast<size_t>(k)] += truth;
       // The report never contradicts the image: a negated finding is absent, a stated one present.
-      if (label == 0.f) EXPECT_EQ(truth, 0.f) << "case " << i << " finding " << k << ": " << c.report();
-      if (label == 1.f) EXPECT_EQ(truth, 1.f) << "case " << i << " finding " << k << ": " << c.report();
+      if (label == 0.f) {
+        EXPECT_EQ(truth, 0.f) << "case " << i << " finding " << k << ": " << c.report();
+      }
+      if (label == 1.f) {
+        EXPECT_EQ(truth, 1.f) << "case " << i << " finding " << k << ": " << c.report();
+      }
       negates |= label == 0.f;
     }
     with_negation += negates;
@@ -101,6 +109,7 @@ TEST(SyntheticCxr, ReportsUseSectionsHedgesAndSynonyms) {
 }
 
 TEST(SyntheticCxr, WritesPngAndManifestThatReadBack) {
+  if (!medvlp::io::image_codecs_available()) GTEST_SKIP() << "built without OpenCV";
   medvlp::testing_util::TempDir dir;
   SyntheticCxrOptions o = small(40);
   o.train_size = 5;
@@ -120,6 +129,7 @@ TEST(SyntheticCxr, WritesPngAndManifestThatReadBack) {
 }
 
 TEST(Manifest, MissingImagesAreSkippedAndCountedOrFatal) {
+  if (!medvlp::io::image_codecs_available()) GTEST_SKIP() << "built without OpenCV";
   medvlp::testing_util::TempDir dir;
   SyntheticCxrOptions o = small(32);
   o.train_size = 3;
@@ -133,6 +143,7 @@ TEST(Manifest, MissingImagesAreSkippedAndCountedOrFatal) {
 }
 
 TEST(Manifest, CorruptImageAndBadLinesGiveClearErrors) {
+  if (!medvlp::io::image_codecs_available()) GTEST_SKIP() << "built without OpenCV";
   medvlp::testing_util::TempDir dir;
   {
     std::ofstream(dir.path() + "/bad.png") << "not a png";
