@@ -66,6 +66,14 @@ double max_diff(const io::TensorMap& a, const io::TensorMap& b) {
   return worst;
 }
 
+/// One metric per logged step from a run's metrics.jsonl.
+std::vector<double> read_metric(const std::string& run_dir, const std::string& key) {
+  std::ifstream metrics(run_dir + "/metrics.jsonl");
+  std::vector<double> out;
+  for (std::string line; std::getline(metrics, line);) out.push_back(nlohmann::json::parse(line)[key].get<double>());
+  return out;
+}
+
 }  // namespace
 
 TEST_F(TrainerTest, ResumingFromACheckpointContinuesExactly) {
@@ -87,19 +95,14 @@ TEST_F(TrainerTest, ResumingFromACheckpointContinuesExactly) {
   EXPECT_LE(max_diff(straight.state_tensors(), second.state_tensors()), 1e-6);
   EXPECT_LE(max_diff(a.optimizer().state(), c.optimizer().state()), 1e-6);
   // The metrics log of the resumed run has each step once.
-  std::ifstream metrics(dir_.path() + "/split/metrics.jsonl");
-  std::vector<int64_t> steps;
-  for (std::string line; std::getline(metrics, line);) steps.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
-  EXPECT_EQ(steps, (std::vector<int64_t>{2, 4, 6, 8}));
+  EXPECT_EQ(read_metric(dir_.path() + "/split", "step"), (std::vector<double>{2, 4, 6, 8}));
 }
 
 TEST_F(TrainerTest, TrainingLowersTheLoss) {
   auto e = make(dir_.path() + "/learn", {"train.steps=30", "optim.lr=0.005"});
   train::Trainer t(e);
   t.run();
-  std::ifstream metrics(dir_.path() + "/learn/metrics.jsonl");
-  std::vector<double> losses;
-  for (std::string line; std::getline(metrics, line);) losses.push_back(nlohmann::json::parse(line)["total_loss"].get<double>());
+  const std::vector<double> losses = read_metric(dir_.path() + "/learn", "total_loss");
   ASSERT_GE(losses.size(), 10u);
   const double early = (losses[0] + losses[1]) / 2, late = (losses[losses.size() - 1] + losses[losses.size() - 2]) / 2;
   EXPECT_LT(late, early - 0.1) << "loss did not go down: " << early << " -> " << late;
@@ -220,9 +223,7 @@ TEST_F(TrainerTest, TrainsOnCudaWithBf16Autocast) {
   auto e = make(dir_.path() + "/cuda", {"device=cuda", "train.steps=40", "optim.lr=0.005", "train.precision=bf16"});
   train::Trainer t(e);
   t.run();
-  std::ifstream metrics(dir_.path() + "/cuda/metrics.jsonl");
-  std::vector<double> losses;
-  for (std::string line; std::getline(metrics, line);) losses.push_back(nlohmann::json::parse(line)["total_loss"].get<double>());
+  const std::vector<double> losses = read_metric(dir_.path() + "/cuda", "total_loss");
   ASSERT_GE(losses.size(), 10u);
   EXPECT_LT(losses.back(), losses.front() - 0.1);
   // Master weights stay fp32 under autocast; checkpoints hold fp32.
