@@ -60,6 +60,19 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
   return out;
 }
 
+// Temporary folders left by a process killed mid-write; one writer per run folder is assumed.
+void remove_stale_temporaries(const std::string& root) {
+  DIR* dir = ::opendir(root.c_str());
+  if (!dir) return;
+  std::vector<std::string> stale;
+  while (dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name.rfind(".tmp_step_", 0) == 0 || name.rfind(".old_step_", 0) == 0) stale.push_back(root + "/" + name);
+  }
+  ::closedir(dir);
+  for (const auto& path : stale) remove_tree(path);
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Checkpoint& checkpoint, int64_t keep_last,
@@ -69,7 +82,7 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Chec
   make_dir(root);
   const std::string final_dir = root + "/step_" + std::to_string(step);
   const std::string tmp_dir = root + "/.tmp_step_" + std::to_string(step) + "_" + std::to_string(::getpid());
-  remove_tree(tmp_dir);
+  remove_stale_temporaries(root);
   make_dir(tmp_dir);
   try {
     const auto written = [&](const std::string& path) {

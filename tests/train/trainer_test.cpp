@@ -212,7 +212,12 @@ TEST(Checkpoint, CorruptFilesAreNamed) {
   train::Checkpoint c;
   c.model = {{"w", torch::ones({2})}};
   c.state = {{"step", 1}};
+  // A temporary folder left by a run killed mid-write is swept by the next save.
+  ASSERT_EQ(::mkdir((dir.path() + "/checkpoints").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir.path() + "/checkpoints/.tmp_step_7_12345").c_str(), 0755), 0);
   const std::string path = train::save_checkpoint(dir.path(), 1, c);
+  struct stat st {};
+  EXPECT_NE(::stat((dir.path() + "/checkpoints/.tmp_step_7_12345").c_str(), &st), 0);
   std::ofstream(path + "/model.safetensors", std::ios::trunc) << "garbage";
   EXPECT_ERROR_CONTAINS(train::load_checkpoint(path), "model.safetensors: not a safetensors file");
   EXPECT_EQ(train::latest_checkpoint(dir.path() + "/nothing"), "");
