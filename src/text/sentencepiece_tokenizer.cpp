@@ -40,11 +40,13 @@ const SpmApi& api() {
   static std::string failure;
   std::call_once(once, [] {
     const std::string path = plugin_path();
-    int flags = RTLD_NOW | RTLD_LOCAL;
-#if defined(RTLD_DEEPBIND) && !defined(__SANITIZE_ADDRESS__)
-    flags |= RTLD_DEEPBIND;
+#if MEDVLP_SANITIZED
+    // ASan refuses RTLD_DEEPBIND; a separate link-map namespace isolates the plugin's
+    // protobuf just as well (the plugin is built without sanitizers for this).
+    void* lib = ::dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
+#else
+    void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
 #endif
-    void* lib = ::dlopen(path.c_str(), flags);
     if (!lib) {
       const char* why = ::dlerror();
       failure = "cannot load the sentencepiece plugin " + path + ": " + (why ? why : "unknown error") +

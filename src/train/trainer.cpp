@@ -46,7 +46,9 @@ std::string format_duration(double seconds) {
 }  // namespace
 
 Trainer::Trainer(Experiment& experiment) : e_(experiment) {
-  optimizer_ = std::make_unique<AdamW>(e_.trainable(), e_.optim);
+  const auto trainable = e_.trainable();
+  for (const auto& named : trainable) params_.push_back(named.second);
+  optimizer_ = std::make_unique<AdamW>(trainable, e_.optim);
   loader_ = std::make_unique<data::Loader>(e_.train_set, e_.tokenizer, e_.loader);
 }
 
@@ -101,10 +103,8 @@ nlohmann::json Trainer::step(const data::Batch& host_batch) {
                 "Lower optim.lr or check the data.");
   optimizer_->zero_grad();
   total.backward();
-  std::vector<at::Tensor> params;
-  for (const auto& [name, p] : e_.trainable()) params.push_back(p);
   double grad_norm = 0.0;
-  if (e_.train.grad_clip > 0.0) grad_norm = torch::nn::utils::clip_grad_norm_(params, e_.train.grad_clip);
+  if (e_.train.grad_clip > 0.0) grad_norm = torch::nn::utils::clip_grad_norm_(params_, e_.train.grad_clip);
   const double lr = e_.schedule.at(step_);
   optimizer_->step(lr);
   ++step_;

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,7 @@ class Trainer {
 
  private:
   Experiment& e_;
+  std::vector<at::Tensor> params_;  // trainable tensors, for gradient clipping
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<data::Loader> loader_;
   int64_t step_ = 0;
