@@ -7,6 +7,7 @@
 #include "medvlp/core/config.h"
 #include "medvlp/core/error.h"
 #include "medvlp/core/logging.h"
+#include "medvlp/io/files.h"
 #include "medvlp/train/trainer.h"
 
 namespace medvlp::app {
@@ -25,17 +26,18 @@ Action add_train(CLI::App& app) {
   return [args] {
     core::Config config = core::Config::load(args->config);
     for (const auto& s : args->sets) config.set(s);
-    ::mkdir(args->run_dir.c_str(), 0755);
+    io::make_directories(args->run_dir);
     core::add_log_file(args->run_dir + "/train.log");
     std::string resume_from;
     if (args->resume) {
       resume_from = train::latest_checkpoint(args->run_dir);
       MEDVLP_CHECK(!resume_from.empty(), args->run_dir, ": --resume given but there is no checkpoint to resume from");
       // The tokenizer trained by the first run is part of the experiment.
-      struct stat st {};
       const std::string tok = args->run_dir + "/tokenizer.model";
-      if (::stat(tok.c_str(), &st) == 0 && !config.tree().contains("text")) config.set("text.model=" + tok);
-      else if (::stat(tok.c_str(), &st) == 0 && !config.tree()["text"].contains("model")) config.set("text.model=" + tok);
+      struct stat st {};
+      const nlohmann::json& tree = config.tree();
+      const bool configured = tree.contains("text") && tree["text"].is_object() && tree["text"].contains("model");
+      if (!configured && ::stat(tok.c_str(), &st) == 0) config.set("text.model=" + tok);
     }
     train::Experiment experiment = train::Experiment::build(std::move(config), args->run_dir);
     experiment.config.save(args->run_dir + "/config.yaml");

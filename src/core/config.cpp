@@ -123,7 +123,6 @@ void emit_yaml(YAML::Emitter& out, const json& value) {
     case json::value_t::string: {
       // Quote strings that would otherwise read back as another type.
       const std::string text = value.get<std::string>();
-      YAML::Node probe;
       json reread;
       try {
         reread = yaml_scalar(YAML::Load(text));

@@ -29,24 +29,36 @@ int64_t Loader::batches_per_epoch() const {
   return options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
 }
 
-std::vector<int64_t> Loader::batch_indices(int64_t epoch, int64_t b) const {
-  std::vector<int64_t> order(static_cast<size_t>(dataset_->size()));
+namespace {
+// Dataset order of one epoch: a pure function of (seed, epoch).
+std::vector<int64_t> epoch_order(const LoaderOptions& options, int64_t size, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(size));
   std::iota(order.begin(), order.end(), 0);
-  if (options_.shuffle) {
-    Rng rng(mix_seed(options_.seed, 0x5348554646ull, static_cast<uint64_t>(epoch)));
+  if (options.shuffle) {
+    Rng rng(mix_seed(options.seed, 0x5348554646ull, static_cast<uint64_t>(epoch)));
     for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[static_cast<size_t>(rng.below(static_cast<int64_t>(i)))]);
   }
-  const int64_t begin = b * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size, dataset_->size());
-  // Each rank takes an interleaved share of the global batch.
+  return order;
+}
+
+// This rank's interleaved share of global batch `b` of `order`.
+std::vector<int64_t> rank_slice(const LoaderOptions& options, const std::vector<int64_t>& order, int64_t b) {
+  const int64_t begin = b * options.batch_size;
+  const int64_t end = std::min<int64_t>(begin + options.batch_size, static_cast<int64_t>(order.size()));
   std::vector<int64_t> out;
-  for (int64_t i = begin + options_.rank; i < end; i += options_.world_size) out.push_back(order[static_cast<size_t>(i)]);
+  for (int64_t i = begin + options.rank; i < end; i += options.world_size) out.push_back(order[static_cast<size_t>(i)]);
   return out;
+}
+}  // namespace
+
+std::vector<int64_t> Loader::batch_indices(int64_t epoch, int64_t b) const {
+  return rank_slice(options_, epoch_order(options_, dataset_->size(), epoch), b);
 }
 
 Batch Loader::build(int64_t epoch, int64_t b) const {
+  // order_ belongs to epoch_, set in start() before any worker runs.
   std::vector<Sample> samples;
-  for (int64_t index : batch_indices(epoch, b)) samples.push_back(dataset_->get(index, epoch));
+  for (int64_t index : rank_slice(options_, order_, b)) samples.push_back(dataset_->get(index, epoch));
   Batch batch = collate(samples);
   if (tokenizer_) {
     auto tokens = tokenizer_->encode(batch.reports, options_.max_text_len);
@@ -79,6 +91,7 @@ void Loader::start(int64_t epoch, int64_t first_batch) {
   MEDVLP_CHECK(first_batch >= 0 && first_batch <= batches_per_epoch(), "loader: start batch ", first_batch,
                " outside epoch of ", batches_per_epoch(), " batches");
   epoch_ = epoch;
+  order_ = epoch_order(options_, dataset_->size(), epoch);
   next_to_build_ = next_to_hand_ = first_batch;
   end_ = batches_per_epoch();
   for (int64_t i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { work(); });

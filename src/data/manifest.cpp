@@ -9,6 +9,7 @@
 
 #include "../core/log.h"
 #include "medvlp/core/error.h"
+#include "medvlp/io/files.h"
 #include "medvlp/io/image.h"
 
 namespace medvlp::data {
@@ -23,17 +24,6 @@ std::string parent_dir(const std::string& path) {
 bool file_exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-void make_dirs(const std::string& path) {
-  std::string built;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      if (!built.empty() && ::mkdir(built.c_str(), 0755) != 0 && errno != EEXIST)
-        throw Error(built + ": cannot create directory");
-    }
-    if (i < path.size()) built += path[i];
-  }
 }
 
 }  // namespace
@@ -100,7 +90,7 @@ Sample ManifestDataset::get(int64_t index, int64_t /*epoch*/) const {
 }
 
 int64_t write_synthetic_cxr(const SyntheticCxrOptions& options, Split split, const std::string& dir) {
-  make_dirs(dir + "/images");
+  io::make_directories(dir + "/images");
   std::ofstream manifest(dir + "/manifest.jsonl", std::ios::app);
   MEDVLP_CHECK(manifest, dir, "/manifest.jsonl: cannot open for writing");
   SyntheticCxrDataset dataset(options, split);

@@ -381,10 +381,7 @@ std::string present_sentence(Rng& rng, const Lesions& les, int f) {
     if (form == 1) return capitalize(phrase) + " cannot be excluded.";
     return "Findings may represent " + phrase + ".";
   }
-  if (rng.bernoulli(0.4)) {
-    const bool article = phrase.rfind("a ", 0) == 0 || phrase.rfind("an ", 0) == 0;
-    return (article ? "There is " : "There is ") + (article ? phrase : phrase) + ".";
-  }
+  if (rng.bernoulli(0.4)) return "There is " + phrase + ".";
   if (phrase.rfind("a ", 0) == 0) phrase = phrase.substr(2);
   else if (phrase.rfind("an ", 0) == 0) phrase = phrase.substr(3);
   return capitalize(phrase) + ".";

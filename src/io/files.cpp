@@ -1,6 +1,7 @@
 #include "medvlp/io/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,6 +53,16 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
   const auto slash = path.find_last_of('/');
   sync_directory(slash == std::string::npos ? "." : path.substr(0, slash));
+}
+
+void make_directories(const std::string& path) {
+  std::string built;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if ((i == path.size() || path[i] == '/') && !built.empty() &&
+        ::mkdir(built.c_str(), 0755) != 0 && errno != EEXIST)
+      throw Error(built + ": cannot create directory (" + std::strerror(errno) + ")");
+    if (i < path.size()) built += path[i];
+  }
 }
 
 void sync_directory(const std::string& path) {

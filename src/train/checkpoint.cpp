@@ -17,11 +17,6 @@ namespace medvlp::train {
 
 namespace {
 
-void make_dir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
-    throw Error(path + ": cannot create directory (" + std::strerror(errno) + ")");
-}
-
 void remove_tree(const std::string& path) {
   DIR* dir = ::opendir(path.c_str());
   if (!dir) {
@@ -78,12 +73,11 @@ void remove_stale_temporaries(const std::string& root) {
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Checkpoint& checkpoint, int64_t keep_last,
                             const CheckpointWriteHook& hook) {
   const std::string root = run_dir + "/checkpoints";
-  make_dir(run_dir);
-  make_dir(root);
+  io::make_directories(root);
   const std::string final_dir = root + "/step_" + std::to_string(step);
   const std::string tmp_dir = root + "/.tmp_step_" + std::to_string(step) + "_" + std::to_string(::getpid());
   remove_stale_temporaries(root);
-  make_dir(tmp_dir);
+  io::make_directories(tmp_dir);
   try {
     const auto written = [&](const std::string& path) {
       if (hook) hook(path);

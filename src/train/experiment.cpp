@@ -1,13 +1,12 @@
 #include "medvlp/train/experiment.h"
 
-#include <sys/stat.h>
-
 #include <torch/torch.h>
 
 #include "../core/log.h"
 #include "medvlp/core/device.h"
 #include "medvlp/core/error.h"
 #include "medvlp/data/build.h"
+#include "medvlp/io/files.h"
 #include "medvlp/text/sentencepiece_tokenizer.h"
 
 namespace medvlp::train {
@@ -41,7 +40,7 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
 Experiment Experiment::build(core::Config config, const std::string& run_dir) {
   Experiment e(std::move(config));
   e.run_dir = run_dir;
-  if (!run_dir.empty()) ::mkdir(run_dir.c_str(), 0755);
+  if (!run_dir.empty()) io::make_directories(run_dir);
   const core::ConfigNode root = e.config.root();
   e.seed = static_cast<uint64_t>(root.get_int("seed", 0, 0));
   e.device = core::select_device(root.get_string("device", "auto"));
