@@ -356,6 +356,13 @@ std::vector<std::string> ConfigNode::keys() const {
   return out;
 }
 
+std::vector<std::string> ConfigNode::unread_keys() const {
+  std::vector<std::string> out;
+  for (const auto& key : keys())
+    if (!state_->read.count(key_path(key))) out.push_back(key);
+  return out;
+}
+
 std::string ConfigNode::get_string(const std::string& key) const {
   const json* v = value(key);
   if (!v) fail(key, "required key is missing");

@@ -1,5 +1,7 @@
 #include "medvlp/data/sample.h"
 
+#include <cctype>
+
 #include <torch/torch.h>
 
 #include "medvlp/core/error.h"
@@ -20,7 +22,30 @@ Batch Batch::to(const c10::Device& device, bool non_blocking) const {
   out.labels = move(labels, device, non_blocking);
   out.truth = move(truth, device, non_blocking);
   out.anatomy_masks = move(anatomy_masks, device, non_blocking);
+  for (at::Tensor* t : {&out.report_hash, &out.report_normal, &out.anatomy_abnormal, &out.anatomy_text_hash,
+                        &out.anatomy_normal, &out.entity_disease, &out.entity_mask})
+    *t = move(*t, device, non_blocking);
   return out;
+}
+
+int64_t text_hash(const std::string& text) {
+  // FNV-1a over the lower-cased text with runs of white space folded to one space, so that
+  // reports differing only in layout pair as identical.
+  uint64_t h = 1469598103934665603ULL;
+  bool pending_space = false, started = false;
+  for (unsigned char c : text) {
+    if (std::isspace(c)) {
+      pending_space = started;
+      continue;
+    }
+    if (pending_space) {
+      h = (h ^ static_cast<unsigned char>(' ')) * 1099511628211ULL;
+      pending_space = false;
+    }
+    started = true;
+    h = (h ^ static_cast<unsigned char>(std::tolower(c))) * 1099511628211ULL;
+  }
+  return static_cast<int64_t>(h & 0x7fffffffffffffffULL);
 }
 
 Batch collate(const std::vector<Sample>& samples) {
@@ -44,6 +69,11 @@ Batch collate(const std::vector<Sample>& samples) {
   batch.labels = torch::stack(labels);
   if (truth.size() == samples.size()) batch.truth = torch::stack(truth);
   if (masks.size() == samples.size()) batch.anatomy_masks = torch::stack(masks);
+  std::vector<int64_t> hashes;
+  for (const auto& r : batch.reports) hashes.push_back(text_hash(r));
+  batch.report_hash = torch::tensor(hashes, torch::kLong);
+  // A report is normal when it states no finding present.
+  batch.report_normal = (batch.labels > 0).sum(1).eq(0).to(torch::kFloat);
   return batch;
 }
 

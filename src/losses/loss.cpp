@@ -11,6 +11,17 @@ void LossImpl::require(const at::Tensor& t, const std::string& field) const {
   MEDVLP_CHECK(t.defined(), "loss ", name(), ": needs Encoded.", field, ", which the model did not produce");
 }
 
+void LossImpl::require_batch(const at::Tensor& t, const std::string& field) const {
+  MEDVLP_CHECK(t.defined(), "loss ", name(), ": needs Batch.", field, ", which the data did not provide");
+}
+
+void LossImpl::require_shape(const at::Tensor& t, const std::string& field, const std::vector<int64_t>& sizes,
+                             const std::string& expected) const {
+  bool ok = t.dim() == static_cast<int64_t>(sizes.size());
+  for (size_t i = 0; ok && i < sizes.size(); ++i) ok = sizes[i] < 0 || t.size(static_cast<int64_t>(i)) == sizes[i];
+  MEDVLP_CHECK(ok, "loss ", name(), ": ", field, " has shape ", t.sizes(), ", expected ", expected);
+}
+
 std::vector<WeightedLoss> build_losses(const core::ConfigNode& list) {
   if (!list.is_list()) list.fail("", "expected a list of {name, weight, options}");
   std::vector<WeightedLoss> out;
@@ -20,7 +31,14 @@ std::vector<WeightedLoss> build_losses(const core::ConfigNode& list) {
     w.weight = item.get_double("weight", 1.0, 0.0, 1e6);
     if (!loss_registry().contains(w.name))
       item.fail("name", "unknown loss \"" + w.name + "\"; known: " + core::join(loss_registry().names()));
-    w.loss = loss_registry().create(w.name, item.child("options"));
+    const core::ConfigNode options = item.child("options");
+    try {
+      w.loss = loss_registry().create(w.name, options);
+    } catch (const Error& e) {
+      throw Error("loss " + w.name + ": " + e.what());
+    }
+    for (const auto& key : options.unread_keys())
+      options.fail(key, "not an option of loss \"" + w.name + "\"");
     out.push_back(std::move(w));
   }
   if (out.empty()) list.fail("", "expected at least one loss");

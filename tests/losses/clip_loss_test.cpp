@@ -6,10 +6,20 @@
 #include <cmath>
 
 #include "../testing_util.h"
+#include "loss_inputs.h"
+#include "medvlp/testing/gtest.h"
+#include "medvlp/testing/loss_testing.h"
 
 using namespace medvlp;
+namespace kit = medvlp::testing;  // "testing" alone would clash with GoogleTest's namespace
 
 namespace {
+losses::ClipLossOptions options(double temperature, bool learnable) {
+  losses::ClipLossOptions o;
+  o.temperature = temperature;
+  o.learnable = learnable;
+  return o;
+}
 losses::LossOutput run(losses::ClipLossImpl& loss, const at::Tensor& img, const at::Tensor& txt) {
   models::Encoded e;
   e.image_embed = img;
@@ -24,7 +34,7 @@ double lse(std::initializer_list<double> xs) {
 }  // namespace
 
 TEST(ClipLoss, MatchesAHandComputedCase) {
-  losses::ClipLossImpl loss(losses::ClipLossOptions{0.5, false, 100.0});  // scale 2
+  losses::ClipLossImpl loss(options(0.5, false));  // scale 2
   const at::Tensor img = torch::tensor({1.0, 0.0, 0.0, 1.0}, torch::kDouble).view({2, 2});
   const at::Tensor txt = torch::tensor({0.6, 0.8, 1.0, 0.0}, torch::kDouble).view({2, 2});
   // i2t logits [[1.2, 2.0], [1.6, 0.0]], t2i logits [[1.2, 1.6], [2.0, 0.0]]; targets are the diagonal.
@@ -36,29 +46,19 @@ TEST(ClipLoss, MatchesAHandComputedCase) {
   EXPECT_NEAR(out.terms.at("logit_scale").item<double>(), 2.0, 1e-6);
 }
 
-TEST(ClipLoss, GradientMatchesFiniteDifferences) {
-  torch::manual_seed(0);
-  losses::ClipLossImpl loss(losses::ClipLossOptions{0.2, true, 100.0});
-  at::Tensor img = torch::randn({4, 3}, torch::kDouble).requires_grad_(true);
-  at::Tensor txt = torch::randn({4, 3}, torch::kDouble);
-  run(loss, img, txt).total.backward();
-  const at::Tensor grad = img.grad().clone();
-  const double h = 1e-6;
-  for (int64_t i = 0; i < 4; ++i)
-    for (int64_t j = 0; j < 3; ++j) {
-      torch::NoGradGuard ng;
-      at::Tensor plus = img.detach().clone(), minus = img.detach().clone();
-      plus[i][j] += h;
-      minus[i][j] -= h;
-      const double fd = (run(loss, plus, txt).total.item<double>() - run(loss, minus, txt).total.item<double>()) / (2 * h);
-      EXPECT_NEAR(grad[i][j].item<double>(), fd, 1e-5) << i << "," << j;
-    }
-  // The learnable temperature receives a gradient too.
-  ASSERT_TRUE(loss.named_parameters()["log_scale"].grad().defined());
+TEST(ClipLoss, PassesTheKitsGradientAndInvarianceChecks) {
+  const auto in = test_inputs::global(6, 5, 4, 1);
+  losses::ClipLossImpl loss(options(0.2, true));
+  const auto grad = kit::gradient_check(loss, in);
+  EXPECT_TRUE(grad) << grad.message;
+  const auto perm = kit::permutation_invariance(loss, in, 3);
+  EXPECT_TRUE(perm) << perm.message;
+  const auto swap = kit::swap_invariance(loss, in, {{"image_embed", "text_embed"}});
+  EXPECT_TRUE(swap) << swap.message;
 }
 
 TEST(ClipLoss, PerfectAlignmentGivesLowLossAndScaleIsClamped) {
-  losses::ClipLossImpl loss(losses::ClipLossOptions{0.001, true, 100.0});
+  losses::ClipLossImpl loss(options(0.001, true));
   EXPECT_NEAR(loss.scale().item<float>(), 100.f, 1e-3);
   const at::Tensor eye = torch::eye(8);
   EXPECT_LT(run(loss, eye, eye).total.item<float>(), 1e-6);
@@ -66,7 +66,7 @@ TEST(ClipLoss, PerfectAlignmentGivesLowLossAndScaleIsClamped) {
 }
 
 TEST(ClipLoss, NamesTheMissingField) {
-  losses::ClipLossImpl loss(losses::ClipLossOptions{});
+  losses::ClipLossImpl loss(options(0.07, true));
   models::Encoded e;
   e.image_embed = torch::randn({2, 4});
   EXPECT_ERROR_CONTAINS(loss.forward(e, data::Batch{}, losses::LossContext{}),
@@ -81,5 +81,25 @@ TEST(ClipLoss, BuiltFromConfigByName) {
   EXPECT_TRUE(built[0].loss->named_parameters().is_empty());
   cfg.check_all_used();
   auto typo = core::Config::parse("losses:\n  - name: clipp\n", "l.yaml");
-  EXPECT_ERROR_CONTAINS(losses::build_losses(typo.root().at("losses")), "l.yaml:2: losses[0].name: unknown loss \"clipp\"; known: clip");
+  EXPECT_ERROR_CONTAINS(losses::build_losses(typo.root().at("losses")), "l.yaml:2: losses[0].name: unknown loss \"clipp\"; known: ");
+  auto option = core::Config::parse("losses:\n  - name: clip\n    options:\n      temprature: 0.1\n", "l.yaml");
+  EXPECT_ERROR_CONTAINS(losses::build_losses(option.root().at("losses")),
+                        "l.yaml:4: losses[0].options.temprature: not an option of loss \"clip\"");
+  auto range = core::Config::parse("losses:\n  - name: clip\n    options: {temperature: -1}\n", "l.yaml");
+  EXPECT_ERROR_CONTAINS(losses::build_losses(range.root().at("losses")), "loss clip: l.yaml:3: losses[0].options.temperature");
+}
+
+TEST(ClipLoss, TwoRanksEqualOneRankInBothRowModes) {
+  const auto in = test_inputs::global(8, 6, 4, 2);
+  for (const char* rows : {"local", "full"}) {
+    kit::RankOptions o;
+    o.child_args = kit::gtest_rerun_args();
+    const auto result = kit::rank_equivalence(
+        [&] {
+          auto cfg = core::Config::parse(std::string("{temperature: 0.1, rows: ") + rows + "}", "clip.yaml");
+          return losses::loss_registry().create("clip", cfg.root());
+        },
+        in, o);
+    EXPECT_TRUE(result) << rows << ": " << result.message;
+  }
 }

@@ -59,6 +59,8 @@ class ConfigNode {
   std::vector<ConfigNode> items() const;
   /// Keys of a map node (not marked as read).
   std::vector<std::string> keys() const;
+  /// Keys of a map node that no component has read yet (typos, options a builder does not know).
+  std::vector<std::string> unread_keys() const;
   /// Full dotted path, e.g. "losses[1].options".
   const std::string& path() const { return path_; }
 

@@ -38,13 +38,26 @@ struct Batch {
   at::Tensor attention_mask;  // [B,L] int64, 1 on real tokens
   at::Tensor labels;          // [B,K] float in {1,0,-1}
   at::Tensor truth;           // [B,K] float, or undefined
-  at::Tensor anatomy_masks;   // [B,A,H,W], or undefined
+  at::Tensor anatomy_masks;   // [B,A,H,W] or [B,A,D,H,W], or undefined
   std::vector<std::vector<Box>> boxes;
+
+  // Text identities for the losses that pair equal or normal descriptions (fVLM). Tensors, not
+  // strings, so that they gather across ranks and travel through safetensors (`medvlp loss-check`).
+  at::Tensor report_hash;        // [B] int64, text_hash() of the report
+  at::Tensor report_normal;      // [B] float, 1 when the report states no abnormality
+  at::Tensor anatomy_abnormal;   // [B,A] float, 1 when the report finds the anatomy abnormal
+  at::Tensor anatomy_text_hash;  // [B,A] int64, text_hash() of the anatomy's sentences
+  at::Tensor anatomy_normal;     // [B,A] float, 1 when those sentences are the normal template
+  at::Tensor entity_disease;     // [B,E] int64 disease id of each entity text (MedFILIP)
+  at::Tensor entity_mask;        // [B,E] float, 1 on real entities
 
   int64_t size() const { return static_cast<int64_t>(ids.size()); }
   /// Moves the tensors to `device` (non-blocking from pinned memory on CUDA).
   Batch to(const c10::Device& device, bool non_blocking = false) const;
 };
+
+/// A stable 63-bit hash of normalized text (lower case, collapsed white space): equal texts, equal hashes.
+int64_t text_hash(const std::string& text);
 
 /// Stacks samples into a batch (images must share a shape); tokens are filled by the loader.
 Batch collate(const std::vector<Sample>& samples);

@@ -1,6 +1,7 @@
 #pragma once
 // `clip`: symmetric image-report InfoNCE (CLIP / ConVIRT), the global objective of every method.
 
+#include "medvlp/losses/functional.h"
 #include "medvlp/losses/loss.h"
 
 namespace medvlp::losses {
@@ -10,6 +11,7 @@ struct ClipLossOptions {
   double temperature = 0.07;  // initial (or fixed) temperature; logits = sim / temperature
   bool learnable = true;      // learn log(1/temperature)
   double max_scale = 100.0;   // clamp of 1/temperature
+  RowMode rows = RowMode::Local;  // on N ranks: own rows vs all columns, or the full problem
 };
 
 /// L = (CE(s·I·Tᵀ, diag) + CE(s·T·Iᵀ, diag)) / 2 over L2-normalized embeddings, s = exp(log_scale).

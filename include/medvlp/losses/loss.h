@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/nn/module.h>
 
@@ -19,18 +20,27 @@ namespace medvlp::losses {
 struct LossOutput {
   at::Tensor total;                           // scalar
   std::map<std::string, at::Tensor> terms;    // scalars, e.g. {"i2t": ..., "logit_scale": ...}
+  std::map<std::string, at::Tensor> extras;   // detached non-scalar outputs, e.g. attention maps
 };
 
 /// What a loss may need besides the batch: the distributed gather, so the same code runs on 1 or N ranks.
+///
+/// Gradient convention (the one of torch.distributed.nn.all_gather and open_clip): the backward of
+/// all_gather sums the incoming gradients over ranks and returns this rank's slice. With DDP's
+/// averaging of parameter gradients, N ranks then train exactly as one rank on the whole batch, both
+/// when every rank computes the full loss and when each scores only its own rows ("local" mode).
 struct LossContext {
   int64_t rank = 0;
   int64_t world_size = 1;
   int64_t step = 0;
-  /// Concatenates a [b,...] tensor from every rank along dim 0, keeping the gradient of the local part.
-  /// Identity on one rank.
+  bool training = true;
+  /// Concatenates a [b,...] tensor from every rank along dim 0 (equal b on every rank), keeping
+  /// the gradient of the local part. Identity on one rank.
   std::function<at::Tensor(const at::Tensor&)> gather;
 
   at::Tensor all_gather(const at::Tensor& local) const { return gather ? gather(local) : local; }
+  /// First row of this rank's part in a gathered tensor whose parts have `local_rows` rows.
+  int64_t row_offset(int64_t local_rows) const { return rank * local_rows; }
 };
 
 /// Base class of every loss. forward() reads the Encoded fields it needs and throws,
@@ -44,6 +54,12 @@ class LossImpl : public torch::nn::Module {
  protected:
   /// Throws "<loss>: needs Encoded.<field>, which the model did not produce" when `t` is undefined.
   void require(const at::Tensor& t, const std::string& field) const;
+  /// Throws "loss <name>: needs Batch.<field>, which the data did not provide" when `t` is undefined.
+  void require_batch(const at::Tensor& t, const std::string& field) const;
+  /// Throws "loss <name>: <field> has shape [..], expected <expected>" unless `t` has `dims` dims
+  /// and the given sizes (-1: any).
+  void require_shape(const at::Tensor& t, const std::string& field, const std::vector<int64_t>& sizes,
+                     const std::string& expected) const;
 };
 using LossPtr = std::shared_ptr<LossImpl>;
 

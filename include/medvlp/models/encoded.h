@@ -1,7 +1,7 @@
 #pragma once
 // Encoded: what a model hands to losses and evaluation.
 
-#include <array>
+#include <vector>
 
 #include <ATen/Tensor.h>
 
@@ -13,13 +13,16 @@ struct Encoded {
   at::Tensor image_embed;      // [B,D], L2-normalized
   at::Tensor text_embed;       // [B,D], L2-normalized
   at::Tensor image_tokens;     // [B,N,C] spatial features before projection
-  std::array<int64_t, 2> grid = {0, 0};  // (H', W') of image_tokens, N = H' * W'
+  std::vector<int64_t> grid;  // (H', W') or (D', H', W') of image_tokens, N = their product
   at::Tensor text_tokens;      // [B,L,C] token features before projection
   at::Tensor text_mask;        // [B,L] 1 on real tokens
   at::Tensor anatomy_image;    // [B,A,D]
   at::Tensor anatomy_text;     // [B,A,D]
   at::Tensor anatomy_present;  // [B,A]
-  at::Tensor sentence_embed;   // [B,S,D]
+  at::Tensor sentence_embed;   // [B,S,D] per-sentence token states (AFLoc's sentence units)
+  at::Tensor sentence_mask;    // [B,S] 1 on real sentences
+  at::Tensor entity_embed;     // [B,E,D] L2-normalized entity texts (MedFILIP: one per disease detail)
+  at::Tensor entity_reference; // [B,E,R] the same texts under a frozen sentence encoder (soft targets)
 };
 
 }  // namespace medvlp::models

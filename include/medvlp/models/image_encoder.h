@@ -18,7 +18,7 @@ namespace medvlp::models {
 struct ImageFeatures {
   at::Tensor pooled;  // [B,C]
   at::Tensor tokens;  // [B,N,C]
-  std::array<int64_t, 2> grid = {0, 0};
+  std::vector<int64_t> grid;  // (H', W') or (D', H', W')
 };
 
 /// Base of every image encoder; out_dim() is C of ImageFeatures.

@@ -1,0 +1,64 @@
+#include "medvlp/losses/tag_loss.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "../testing_util.h"
+#include "medvlp/testing/loss_testing.h"
+
+using namespace medvlp;
+namespace kit = medvlp::testing;  // "testing" alone would clash with GoogleTest's namespace
+
+TEST(TagLoss, BceIgnoresUncertainAndUnmentionedLabels) {
+  const at::Tensor logits = torch::tensor({2.0, -1.0, 0.5, 0.0}, torch::kDouble).view({2, 2});
+  const at::Tensor labels = torch::tensor({1.0, -1.0, 0.0, 1.0}, torch::kDouble).view({2, 2});
+  losses::TagLossOptions o;
+  const double want = (std::log1p(std::exp(-2.0)) + std::log1p(std::exp(0.5)) + std::log(2.0)) / 3;
+  EXPECT_NEAR(losses::tag_objective(logits, labels, o).item<double>(), want, 1e-12);
+}
+
+TEST(TagLoss, AsymmetricLossMatchesItsClosedForm) {
+  const at::Tensor logits = torch::tensor({1.0, 0.3}, torch::kDouble).view({1, 2});
+  const at::Tensor labels = torch::tensor({1.0, 0.0}, torch::kDouble).view({1, 2});
+  losses::TagLossOptions o;
+  o.objective = "asl";
+  o.gamma_pos = 1;
+  const double p1 = 1 / (1 + std::exp(-1.0)), p2 = 1 / (1 + std::exp(-0.3)) - 0.05;
+  const double want = (-(1 - p1) * std::log(p1) - std::pow(p2, 4) * std::log(1 - p2)) / 2;
+  EXPECT_NEAR(losses::tag_objective(logits, labels, o).item<double>(), want, 1e-12);
+}
+
+TEST(TagLoss, DecoderPassesTheKitsChecksAndLearns) {
+  auto loss = losses::loss_registry().create(
+      "tag", core::Config::parse("{tags: 3, token_dim: 8, heads: 2}", "tag.yaml").root());
+  torch::manual_seed(51);
+  kit::NamedTensors in;
+  in["image_tokens"] = torch::randn({4, 5, 8}, torch::kDouble);
+  in["labels"] = torch::tensor({1., 0., -1., 0., 1., 1., 1., 1., 0., -1., -1., 0.}, torch::kDouble).view({4, 3});
+  kit::GradCheckOptions g;
+  g.entries_per_input = 12;
+  const auto grad = kit::gradient_check(*loss, in, g);
+  EXPECT_TRUE(grad) << grad.message;
+  const auto perm = kit::permutation_invariance(*loss, in, 2);
+  EXPECT_TRUE(perm) << perm.message;
+  // A few Adam steps on fixed tokens fit the known labels.
+  torch::optim::Adam opt(loss->parameters(), torch::optim::AdamOptions(1e-2));
+  const double before = kit::evaluate(*loss, in).total;
+  const auto [encoded, batch] = kit::bind_inputs(in);
+  for (int step = 0; step < 60; ++step) {
+    opt.zero_grad();
+    loss->forward(encoded, batch, {}).total.backward();
+    opt.step();
+  }
+  EXPECT_LT(kit::evaluate(*loss, in).total, 0.2 * before);
+}
+
+TEST(TagLoss, ExplainsMissingOptionsAndShapes) {
+  EXPECT_ERROR_CONTAINS(losses::loss_registry().create("tag", core::Config::parse("{token_dim: 8}", "tag.yaml").root()),
+                        "tags: required");
+  auto loss = losses::loss_registry().create("tag", core::Config::parse("{tags: 2, token_dim: 4}", "tag.yaml").root());
+  kit::NamedTensors in{{"image_tokens", torch::randn({2, 3, 4})}, {"labels", torch::zeros({2, 3})}};
+  EXPECT_ERROR_CONTAINS(kit::evaluate(*loss, in), "loss tag: Batch.labels has shape [2, 3], expected [B,tags] with tags = 2");
+}
