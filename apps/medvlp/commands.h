@@ -9,4 +9,5 @@ using Action = std::function<int()>;
 Action add_train(CLI::App& app);
 Action add_eval(CLI::App& app);
 Action add_synth(CLI::App& app);
+Action add_loss_check(CLI::App& app);
 }  // namespace medvlp::app

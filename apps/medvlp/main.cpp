@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   add("train", "pretrain a model from a config", medvlp::app::add_train);
   add("eval", "zero-shot classification and retrieval of a checkpoint", medvlp::app::add_eval);
   add("synth", "write synthetic phantoms as PNG + JSONL manifest", medvlp::app::add_synth);
+  add("loss-check", "evaluate a loss on named tensors and write its value and gradients",
+      medvlp::app::add_loss_check);
   CLI11_PARSE(app, argc, argv);
   try {
     medvlp::core::set_log_level(log_level);

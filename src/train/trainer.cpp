@@ -98,7 +98,8 @@ nlohmann::json Trainer::step(const data::Batch& host_batch) {
   }
   const double loss_value = total.item<double>();
   if (!std::isfinite(loss_value))
-    throw Error("step " + std::to_string(step_ + 1) + ": loss is " + std::to_string(loss_value) + " (terms " +
+    throw Error("step " + std::to_string(step_ + 1) + ": loss is " +
+                (std::isnan(loss_value) ? std::string("nan") : std::to_string(loss_value)) + " (terms " +
                 metrics.dump() + "); stopping before the update, the last checkpoint is intact. "
                 "Lower optim.lr or check the data.");
   optimizer_->zero_grad();

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""`medvlp loss-check` against PyTorch: the clip loss and its gradients on identical inputs.
+
+Usage: loss_check_clip.py MEDVLP_BINARY WORK_DIR. Exits 77 (skipped) when torch is missing.
+Reads and writes safetensors with the standard library and torch only (no safetensors package).
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+
+try:
+    import torch
+except ImportError:
+    print("SKIP: python3 has no torch (Debian: python3-torch)")
+    sys.exit(77)
+
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "I64": torch.int64}
+NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def save(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        data = t.numpy().tobytes()
+        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+
+
+def load(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = spec["data_offsets"]
+        buf = bytearray(data[8 + n + a:8 + n + b])
+        out[name] = torch.frombuffer(buf, dtype=DTYPES[spec["dtype"]]).reshape(spec["shape"]) if b > a else \
+            torch.zeros(spec["shape"], dtype=DTYPES[spec["dtype"]])
+    return out
+
+
+def main():
+    binary, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    torch.manual_seed(0)
+    image = torch.nn.functional.normalize(torch.randn(12, 16, dtype=torch.float64), dim=1)
+    text = torch.nn.functional.normalize(torch.randn(12, 16, dtype=torch.float64), dim=1)
+    inputs, outputs = os.path.join(work, "in.safetensors"), os.path.join(work, "out.safetensors")
+    save(inputs, {"image_embed": image, "text_embed": text})
+    subprocess.run([binary, "--log-level", "warn", "loss-check", "--loss", "clip", "--options",
+                    '{"temperature": 0.1}', "--inputs", inputs, "--out", outputs], check=True)
+    got = load(outputs)
+
+    # The reference: CLIP's symmetric cross-entropy with a learnable log-scale, as open_clip computes it.
+    img = image.clone().requires_grad_(True)
+    txt = text.clone().requires_grad_(True)
+    log_scale = torch.tensor(torch.log(torch.tensor(1 / 0.1)).item(), dtype=torch.float32).double().requires_grad_(True)
+    logits = log_scale.exp().clamp(max=100) * img @ txt.t()
+    labels = torch.arange(12)
+    loss = (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.t(), labels)) / 2
+    loss.backward()
+
+    checks = [("loss", got["loss"], loss.detach()), ("grad/image_embed", got["grad/image_embed"], img.grad),
+              ("grad/text_embed", got["grad/text_embed"], txt.grad), ("param/log_scale", got["param/log_scale"], log_scale.grad)]
+    bad = False
+    for name, a, b in checks:
+        err = (a.double() - b.double()).abs().max().item()
+        print(f"{name}: max |medvlp - torch| = {err:.3e}")
+        bad |= not err <= 1e-10
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
