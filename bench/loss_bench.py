@@ -78,6 +78,8 @@ def main():
     }
     fns = {"clip": clip, "soft_target": soft_target, "false_negative": false_negative, "local": local}
     for name in a.losses.split(","):
+        if name not in fns:
+            continue  # medvlp-only losses have no PyTorch counterpart here
         log_scale = torch.tensor(float(torch.log(torch.tensor(1 / 0.07))), device=dev, requires_grad=True)
         times = []
         for r in range(a.reps + 1):

@@ -18,14 +18,14 @@ at::Tensor arange_targets(int64_t n, int64_t offset, const at::Device& device) {
 // differ for FILIP and coincide for GLoRIA.
 template <typename Scores>
 std::pair<at::Tensor, at::Tensor> pair_ce(const at::Tensor& words, const at::Tensor& mask, const at::Tensor& patches,
-                                          const LossContext& context, RowMode mode, Scores&& scores) {
+                                          const LossContext& context, RowMode mode, bool one_matrix, Scores&& scores) {
   namespace F = torch::nn::functional;
   const int64_t b = words.size(0);
   const at::Tensor words_all = context.all_gather(words), mask_all = context.all_gather(mask.detach());
   const at::Tensor patches_all = context.all_gather(patches);
-  if (mode == RowMode::Full) {
+  if (mode == RowMode::Full || context.world_size == 1) {
     const at::Tensor t_rows = scores(words_all, mask_all, patches_all, false);  // [T,I]
-    const at::Tensor i_rows = scores(words_all, mask_all, patches_all, true).t();
+    const at::Tensor i_rows = one_matrix ? t_rows.t() : scores(words_all, mask_all, patches_all, true).t();
     const at::Tensor targets = arange_targets(t_rows.size(0), 0, t_rows.device());
     return {F::cross_entropy(i_rows, targets), F::cross_entropy(t_rows, targets)};
   }
@@ -52,7 +52,7 @@ std::pair<at::Tensor, at::Tensor> gloria_pair_loss(const at::Tensor& words, cons
                                                    const at::Tensor& patches, const LocalLossOptions& o,
                                                    const LossContext& context, at::Tensor* attention) {
   const bool mean = o.aggregate == "mean";
-  auto result = pair_ce(words, word_mask, patches, context, o.rows,
+  auto result = pair_ce(words, word_mask, patches, context, o.rows, true,
                         [&](const at::Tensor& w, const at::Tensor& m, const at::Tensor& p, bool /*image_rows*/) {
                           return fn::gloria_scores(w, m, p, o.t1, o.t2, mean) * o.t3;
                         });
@@ -86,7 +86,7 @@ LossOutput LocalLossImpl::forward(const models::Encoded& encoded, const data::Ba
     namespace F = torch::nn::functional;
     const auto norm = F::NormalizeFuncOptions().dim(2);
     const at::Tensor s = scale_();
-    std::tie(i2t, t2i) = pair_ce(F::normalize(u, norm), mask, F::normalize(patches, norm), context, options_.rows,
+    std::tie(i2t, t2i) = pair_ce(F::normalize(u, norm), mask, F::normalize(patches, norm), context, options_.rows, false,
                                  [&](const at::Tensor& w, const at::Tensor& m, const at::Tensor& p, bool image_rows) {
                                    const auto both = fn::filip_scores(w, m, p);
                                    return s * (image_rows ? both.second : both.first);
