@@ -120,6 +120,18 @@ at::Tensor all_scores(const at::Tensor& words, const at::Tensor& mask, const at:
   return torch::cat(parts, 0);
 }
 
+int64_t& checkpoint_threshold() {
+  static int64_t elements = int64_t{1} << 28;  // 1 GiB of fp32 intermediates
+  return elements;
+}
+
+// Plain autograd while the whole [T,I,L,max(N,D)] state fits the threshold (fastest: nothing is
+// recomputed); checkpointed chunks above it (B = 256, L = 64, N = 196, D = 512 would need ~18 GB).
+bool checkpoint(const at::Tensor& words, const at::Tensor& patches) {
+  return words.size(0) * patches.size(0) * words.size(1) * std::max(patches.size(1), patches.size(2)) >
+         checkpoint_threshold();
+}
+
 // Checkpointed pairwise token scores: the forward keeps only the [T,I] result; the backward
 // recomputes one chunk of reports at a time.
 struct TokenScores : public torch::autograd::Function<TokenScores> {
@@ -171,7 +183,9 @@ void check_tokens(const at::Tensor& words, const at::Tensor& mask, const at::Ten
 at::Tensor gloria_scores(const at::Tensor& words, const at::Tensor& word_mask, const at::Tensor& patches, double t1,
                          double t2, bool mean_over_words) {
   check_tokens(words, word_mask, patches);
-  return TokenScores::apply(words, word_mask, patches, mean_over_words ? kGloriaMean : kGloria, t1, t2);
+  const int64_t kind = mean_over_words ? kGloriaMean : kGloria;
+  if (!checkpoint(words, patches)) return all_scores(words, word_mask, patches, kind, t1, t2);
+  return TokenScores::apply(words, word_mask, patches, kind, t1, t2);
 }
 
 at::Tensor gloria_attention(const at::Tensor& words, const at::Tensor& word_mask, const at::Tensor& patches,
@@ -186,9 +200,13 @@ at::Tensor gloria_attention(const at::Tensor& words, const at::Tensor& word_mask
 std::pair<at::Tensor, at::Tensor> filip_scores(const at::Tensor& words, const at::Tensor& word_mask,
                                                const at::Tensor& patches) {
   check_tokens(words, word_mask, patches);
+  if (!checkpoint(words, patches))
+    return {all_scores(words, word_mask, patches, kFilipT2I, 0, 0), all_scores(words, word_mask, patches, kFilipI2T, 0, 0)};
   return {TokenScores::apply(words, word_mask, patches, kFilipT2I, 0.0, 0.0),
           TokenScores::apply(words, word_mask, patches, kFilipI2T, 0.0, 0.0)};
 }
+
+void set_checkpoint_threshold(int64_t elements) { checkpoint_threshold() = elements; }
 
 at::Tensor masks_to_tokens(const at::Tensor& masks, const std::vector<int64_t>& grid) {
   MEDVLP_CHECK(grid.size() == 2 || grid.size() == 3, "anatomy masks: the token grid must have 2 or 3 sizes, got ",

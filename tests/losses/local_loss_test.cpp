@@ -119,7 +119,9 @@ TEST(LocalLoss, ChunkedBackwardEqualsPlainAutograd) {
   const at::Tensor patches = torch::randn({40, 196, 64}, torch::kDouble).requires_grad_(true);
   const at::Tensor mask = torch::ones({40, 64}, torch::kDouble);
   const at::Tensor weights = torch::randn({40, 40}, torch::kDouble);
+  losses::fn::set_checkpoint_threshold(1);  // force the checkpointed path
   (losses::fn::gloria_scores(words, mask, patches, 4, 5, false) * weights).sum().backward();
+  losses::fn::set_checkpoint_threshold(int64_t{1} << 28);
   const at::Tensor gw = words.grad().clone(), gp = patches.grad().clone();
   words.mutable_grad().zero_();
   patches.mutable_grad().zero_();

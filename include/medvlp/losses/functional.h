@@ -65,9 +65,14 @@ std::pair<at::Tensor, at::Tensor> contrast(const at::Tensor& image_all, const at
 /// needs one), patches [I,N,D]. For report t and image i each word attends over the patches
 /// (dot products, softmax over the report's words, ×t1, softmax over patches); the score is
 /// log Σ_words exp(t2 · cos(word, attended context)) (`mean_over_words`: log of the mean).
-/// Returns [T,I]. Memory stays bounded: chunks of reports, recomputed in the backward pass.
+/// Returns [T,I]. Above set_checkpoint_threshold() memory stays bounded: chunks of reports,
+/// recomputed in the backward pass.
 at::Tensor gloria_scores(const at::Tensor& words, const at::Tensor& word_mask, const at::Tensor& patches, double t1,
                          double t2, bool mean_over_words);
+
+/// Size (T·I·L·max(N,D) elements, default 2^28) above which gloria_scores/filip_scores stop keeping
+/// their intermediates for autograd and recompute them per chunk of reports in the backward pass.
+void set_checkpoint_threshold(int64_t elements);
 
 /// The same attention for matched pairs only (report b on image b): [B,L,N] weights over patches.
 at::Tensor gloria_attention(const at::Tensor& words, const at::Tensor& word_mask, const at::Tensor& patches,
