@@ -9,6 +9,29 @@ core::Registry<ImageEncoderPtr, const core::ConfigNode&>& image_encoder_registry
   return registry;
 }
 
+AnatomyFeatures anatomy_pool(const at::Tensor& tokens, const std::vector<int64_t>& grid, const at::Tensor& masks,
+                             int64_t min_voxels) {
+  const int64_t D = static_cast<int64_t>(grid.size());
+  MEDVLP_CHECK(D == 2 || D == 3, "anatomy pooling: the token grid must have 2 or 3 sizes, got ", D);
+  MEDVLP_CHECK(masks.dim() == D + 2 && tokens.dim() == 3 && masks.size(0) == tokens.size(0),
+               "anatomy pooling: expected masks [B,A] + ", D, " spatial sizes for tokens ", tokens.sizes(), ", got ",
+               masks.sizes());
+  int64_t cells = 1;
+  for (int64_t g : grid) cells *= g;
+  MEDVLP_CHECK(tokens.size(1) == cells, "anatomy pooling: ", tokens.size(1), " tokens do not fill the grid ",
+               c10::IntArrayRef(grid));
+  const int64_t B = masks.size(0), A = masks.size(1);
+  const at::Tensor inside = (masks > 0.5).to(tokens.scalar_type());
+  const at::Tensor flat = inside.flatten(0, 1).unsqueeze(1);
+  // Cell coverage when the input divides evenly into the grid; adaptive pooling otherwise.
+  const at::Tensor coverage = (D == 2 ? torch::adaptive_avg_pool2d(flat, grid) : torch::adaptive_avg_pool3d(flat, grid))
+                                  .reshape({B, A, cells});
+  AnatomyFeatures out;
+  out.features = torch::bmm(coverage, tokens) / coverage.sum(2, true).clamp_min(1e-12);
+  out.present = (inside.flatten(2).sum(2) >= static_cast<double>(min_voxels)).to(tokens.scalar_type());
+  return out;
+}
+
 namespace {
 
 torch::nn::Sequential conv_bn(int64_t in, int64_t out, int64_t stride, bool relu) {

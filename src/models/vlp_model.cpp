@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include "../core/log.h"
+#include "medvlp/models/weights.h"
+
 namespace medvlp::models {
 
 namespace {
@@ -42,7 +45,55 @@ Encoded VlpModelImpl::forward(const data::Batch& batch) {
   out.grid = img.grid;
   out.text_tokens = txt.tokens;
   out.text_mask = batch.attention_mask;
+  if (batch.anatomy_masks.defined()) {
+    AnatomyFeatures anatomy = anatomy_pool(img.tokens, img.grid, batch.anatomy_masks);
+    out.anatomy_image = torch::nn::functional::normalize(image_proj_->forward(anatomy.features), opts);
+    out.anatomy_present = anatomy.present;
+  }
   return out;
+}
+
+namespace {
+
+bool glob_match(const char* pattern, const char* text) {
+  if (*pattern == '\0') return *text == '\0';
+  if (*pattern == '*') return glob_match(pattern + 1, text) || (*text != '\0' && glob_match(pattern, text + 1));
+  if (*text == '\0') return false;
+  return (*pattern == '?' || *pattern == *text) && glob_match(pattern + 1, text + 1);
+}
+
+void load_pretrained(torch::nn::Module& encoder, const std::string& family, const std::vector<std::string>& extras,
+                     const core::ConfigNode& node) {
+  const std::string path = node.get_string("weights", "");
+  const std::vector<std::string> known = weight_formats(family);
+  const std::string format = node.get_choice("weights_format", "medvlp", known);
+  const bool strict = node.get_bool("weights_strict", true);
+  if (path.empty()) return;
+  LoadOptions o;
+  o.format = format;
+  o.strict = strict;
+  o.keep_missing = extras;
+  o.source = node.path() + ".weights (" + path + ")";
+  const LoadReport report = load_weights_file(encoder, family, path, o);
+  core::log_info("loaded ", family, " weights from ", path, ": ", report.summary());
+}
+
+}  // namespace
+
+int64_t VlpModelImpl::freeze(const std::vector<std::string>& patterns) {
+  int64_t frozen = 0;
+  for (const std::string& pattern : patterns) {
+    int64_t matched = 0;
+    for (auto& p : named_parameters()) {
+      if (!glob_match(pattern.c_str(), p.key().c_str())) continue;
+      ++matched;
+      if (p.value().requires_grad()) ++frozen;
+      p.value().set_requires_grad(false);
+    }
+    MEDVLP_CHECK(matched > 0, "freeze: pattern \"", pattern,
+                 "\" matches no parameter (names look like image.layer1.0.conv1.weight, text.embeddings.*)");
+  }
+  return frozen;
 }
 
 VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size) {
@@ -58,7 +109,12 @@ VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size) {
     text.fail("name", "unknown text encoder \"" + text_name + "\"; known: " + core::join(text_encoder_registry().names()));
   ImageEncoderPtr image_encoder = image_encoder_registry().create(image_name, image);
   TextEncoderPtr text_encoder = text_encoder_registry().create(text_name, text, vocab_size);
-  return VlpModel(std::move(image_encoder), std::move(text_encoder), embed_dim, proj);
+  load_pretrained(*image_encoder, image_encoder->family(), image_encoder->extra_parameters(), image);
+  load_pretrained(*text_encoder, text_encoder->family(), text_encoder->extra_parameters(), text);
+  VlpModel model(std::move(image_encoder), std::move(text_encoder), embed_dim, proj);
+  const std::vector<std::string> freeze = node.get_strings("freeze", {});
+  if (!freeze.empty()) core::log_info("froze ", model->freeze(freeze), " parameter tensors");
+  return model;
 }
 
 }  // namespace medvlp::models

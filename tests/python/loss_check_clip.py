@@ -2,11 +2,8 @@
 """`medvlp loss-check` against PyTorch: the clip loss and its gradients on identical inputs.
 
 Usage: loss_check_clip.py MEDVLP_BINARY WORK_DIR. Exits 77 (skipped) when torch is missing.
-Reads and writes safetensors with the standard library and torch only (no safetensors package).
 """
-import json
 import os
-import struct
 import subprocess
 import sys
 
@@ -16,38 +13,8 @@ except ImportError:
     print("SKIP: python3 has no torch (Debian: python3-torch)")
     sys.exit(77)
 
-DTYPES = {"F64": torch.float64, "F32": torch.float32, "I64": torch.int64}
-NAMES = {v: k for k, v in DTYPES.items()}
-
-
-def save(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
-
-
-def load(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, spec in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = spec["data_offsets"]
-        buf = bytearray(data[8 + n + a:8 + n + b])
-        out[name] = torch.frombuffer(buf, dtype=DTYPES[spec["dtype"]]).reshape(spec["shape"]) if b > a else \
-            torch.zeros(spec["shape"], dtype=DTYPES[spec["dtype"]])
-    return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from st_io import load, save  # noqa: E402
 
 
 def main():

@@ -53,19 +53,24 @@ class CudaAutocast {
   at::ScalarType previous_dtype_ = at::kHalf;
 };
 
-/// softmax(q k^T / sqrt(d) + mask) v. q,k,v: [B,H,L,Dh]; key_padding: [B,L] bool, true = keep.
-/// Uses the fused kernel on LibTorch >= 2.0, the exact composite otherwise.
+/// softmax(q k^T / sqrt(d) masked) v. q: [B,H,Lq,Dh], k,v: [B,H,Lk,Dh]; `keep`: a bool mask
+/// broadcastable to [B,H,Lq,Lk] (true = attend) or undefined. Uses the fused kernels (flash /
+/// memory-efficient on CUDA) on LibTorch >= 2.0 and the exact composite on 1.13.
+inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& keep) {
+#if MEDVLP_TORCH_AT_LEAST(2, 0)
+  return at::scaled_dot_product_attention(q, k, v, keep);
+#else
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  if (keep.defined()) scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<float>::infinity());
+  return at::matmul(at::softmax(scores, -1), v);
+#endif
+}
+
+/// attention() with a key padding mask: key_keep [B,Lk] bool, true = a real token.
 inline at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k,
                                                const at::Tensor& v, const at::Tensor& key_keep) {
   // [B,1,1,L]: broadcast over heads and query positions.
-  at::Tensor mask = key_keep.defined() ? key_keep.unsqueeze(1).unsqueeze(2) : at::Tensor();
-#if MEDVLP_TORCH_AT_LEAST(2, 0)
-  return at::scaled_dot_product_attention(q, k, v, mask);
-#else
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
-  if (mask.defined()) scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
-  return at::matmul(at::softmax(scores, -1), v);
-#endif
+  return attention(q, k, v, key_keep.defined() ? key_keep.unsqueeze(1).unsqueeze(2) : at::Tensor());
 }
 
 }  // namespace medvlp::compat

@@ -2,6 +2,7 @@
 // Image encoders: a global feature plus the spatial tokens with their grid.
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <torch/nn/module.h>
@@ -24,13 +25,29 @@ struct ImageFeatures {
 /// Base of every image encoder; out_dim() is C of ImageFeatures.
 class ImageEncoderImpl : public torch::nn::Module {
  public:
-  virtual ImageFeatures forward(const at::Tensor& images) = 0;  // images: [B,C,H,W]
+  virtual ImageFeatures forward(const at::Tensor& images) = 0;  // [B,C,H,W] or [B,C,D,H,W]
   virtual int64_t out_dim() const = 0;
+  /// Names the parameter layout for load_weights()/export_weights() ("resnet", "vit", "bert", ...).
+  virtual std::string family() const { return "medvlp"; }
+  /// Name prefixes of medvlp-only parameters (pooling heads) that the original library's
+  /// checkpoints lack; loading such a checkpoint leaves them at their initial values.
+  virtual std::vector<std::string> extra_parameters() const { return {}; }
 };
 using ImageEncoderPtr = std::shared_ptr<ImageEncoderImpl>;
 
 /// Registry of image encoders, built from `model.image` config nodes.
 core::Registry<ImageEncoderPtr, const core::ConfigNode&>& image_encoder_registry();
+
+/// Anatomy (mask) pooling, fVLM's anatomy-level features: each anatomy's feature is the mean of the
+/// tokens weighted by the fraction of each token's cell the mask covers (the mean over the mask's
+/// pixels of the token map upsampled by nearest neighbour).
+struct AnatomyFeatures {
+  at::Tensor features;  // [B,A,C]
+  at::Tensor present;   // [B,A] float: 1 where the mask covers at least min_voxels input voxels
+};
+/// tokens [B,N,C] on `grid`; masks [B,A,H,W] or [B,A,D,H,W] at input resolution (> 0.5 = inside).
+AnatomyFeatures anatomy_pool(const at::Tensor& tokens, const std::vector<int64_t>& grid, const at::Tensor& masks,
+                             int64_t min_voxels = 100);
 
 /// Options of SmallCnn.
 struct SmallCnnOptions {

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
@@ -25,6 +26,11 @@ class TextEncoderImpl : public torch::nn::Module {
  public:
   virtual TextFeatures forward(const at::Tensor& ids, const at::Tensor& mask) = 0;  // [B,L] each
   virtual int64_t out_dim() const = 0;
+  /// Names the parameter layout for load_weights()/export_weights() ("resnet", "vit", "bert", ...).
+  virtual std::string family() const { return "medvlp"; }
+  /// Name prefixes of medvlp-only parameters (pooling heads) that the original library's
+  /// checkpoints lack; loading such a checkpoint leaves them at their initial values.
+  virtual std::vector<std::string> extra_parameters() const { return {}; }
 };
 using TextEncoderPtr = std::shared_ptr<TextEncoderImpl>;
 

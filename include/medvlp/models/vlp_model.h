@@ -23,9 +23,16 @@ class VlpModelImpl : public torch::nn::Module {
 
   at::Tensor encode_images(const at::Tensor& images);                         // [B,C,H,W] -> [B,D]
   at::Tensor encode_texts(const at::Tensor& ids, const at::Tensor& mask);     // [B,L] -> [B,D]
-  /// Encodes a batch's images and reports (tokens included) for the losses.
+  /// Encodes a batch's images and reports (tokens included) for the losses; with anatomy masks in
+  /// the batch also the projected, L2-normalized anatomy features and their presence.
   Encoded forward(const data::Batch& batch);
   int64_t embed_dim() const { return embed_dim_; }
+  ImageEncoderPtr image_encoder() const { return image_; }
+  TextEncoderPtr text_encoder() const { return text_; }
+  /// Stops gradients for every parameter whose name ("image.layer1.0.conv1.weight") matches one of
+  /// the glob patterns (`*` any run, `?` one character); returns how many it froze. A pattern that
+  /// matches nothing is an error (a typo would silently train everything).
+  int64_t freeze(const std::vector<std::string>& patterns);
 
  private:
   int64_t embed_dim_;
@@ -36,7 +43,9 @@ class VlpModelImpl : public torch::nn::Module {
 TORCH_MODULE(VlpModel);
 
 /// Builds a VlpModel from the `model` config node: image/text encoders by registry name,
-/// `embed_dim`, `projection` (linear | mlp). `vocab_size` comes from the tokenizer.
+/// `embed_dim`, `projection` (linear | mlp), `freeze` (glob patterns). Each encoder node may name
+/// pretrained `weights` (safetensors) with their `weights_format` (see weight_formats()) and
+/// `weights_strict` (default true). `vocab_size` comes from the tokenizer.
 VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size);
 
 }  // namespace medvlp::models

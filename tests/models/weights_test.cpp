@@ -1,0 +1,178 @@
+// Weight loading under the original libraries' names: renaming, strict reports, adaptations,
+// export round trips, and the composed model's freezing and config-driven loading.
+#include "medvlp/models/weights.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "../testing_util.h"
+#include "medvlp/core/config.h"
+#include "medvlp/models/bert.h"
+#include "medvlp/models/resnet.h"
+#include "medvlp/models/vit.h"
+#include "medvlp/models/vlp_model.h"
+
+using namespace medvlp::models;
+using medvlp::io::TensorMap;
+
+namespace {
+
+VitOptions small_vit(int64_t in_channels = 1) {
+  VitOptions o;
+  o.image_size = {32, 32}, o.patch_size = {8, 8}, o.in_channels = in_channels;
+  o.dim = 32, o.depth = 2, o.heads = 4, o.num_classes = 5;
+  return o;
+}
+
+LoadOptions format(const std::string& f, bool strict = true) {
+  LoadOptions o;
+  o.format = f, o.strict = strict, o.source = "w.safetensors";
+  return o;
+}
+
+}  // namespace
+
+TEST(Weights, TorchvisionVitNamesRoundTrip) {
+  torch::manual_seed(0);
+  Vit a(small_vit()), b(small_vit());
+  a->eval(), b->eval();
+  const TensorMap exported = export_weights(*a, "vit", "torchvision");
+  for (const char* name : {"class_token", "conv_proj.weight", "encoder.pos_embedding",
+                           "encoder.layers.encoder_layer_1.self_attention.in_proj_weight",
+                           "encoder.layers.encoder_layer_0.mlp.3.bias", "encoder.ln.weight", "heads.head.bias"})
+    EXPECT_EQ(exported.count(name), 1u) << name;
+  EXPECT_EQ(exported.size(), a->named_parameters().size());
+  medvlp::testing_util::TempDir dir;
+  medvlp::io::save_safetensors(dir.path() + "/vit.safetensors", exported);
+  const LoadReport r = load_weights_file(*b, "vit", dir.path() + "/vit.safetensors", format("torchvision"));
+  EXPECT_TRUE(r.complete()) << r.summary();
+  const at::Tensor x = torch::randn({2, 1, 32, 32});
+  EXPECT_TRUE(torch::equal(a->logits(x), b->logits(x)));
+}
+
+TEST(Weights, StrictLoadNamesEveryProblemAndChangesNothing) {
+  torch::manual_seed(0);
+  ResNetOptions o;
+  o.depth = 18, o.in_channels = 1;
+  ResNet net(o);
+  TensorMap tensors = export_weights(*net, "resnet", "torchvision");
+  tensors.erase("layer2.0.bn1.running_mean");
+  tensors["layer9.0.conv1.weight"] = torch::zeros({1});
+  tensors["layer1.0.conv1.weight"] = torch::zeros({64, 64, 5, 5});
+  tensors["bn1.weight"] = torch::full({64}, 7.0);
+  const at::Tensor before = net->named_parameters()["bn1.weight"].clone();
+  EXPECT_ERROR_CONTAINS(load_weights(*net, "resnet", tensors, format("torchvision")),
+                        "w.safetensors: weights (format torchvision) do not match the resnet encoder");
+  try {
+    load_weights(*net, "resnet", tensors, format("torchvision"));
+  } catch (const medvlp::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("missing [layer2.0.bn1.running_mean]"), std::string::npos) << m;
+    EXPECT_NE(m.find("unexpected [layer9.0.conv1.weight]"), std::string::npos) << m;
+    EXPECT_NE(m.find("layer1.0.conv1.weight: checkpoint [64, 64, 5, 5] vs model [64, 64, 3, 3]"), std::string::npos)
+        << m;
+  }
+  EXPECT_TRUE(torch::equal(net->named_parameters()["bn1.weight"], before));  // nothing half-loaded
+  // Non-strict: what matches is loaded, the rest reported.
+  const LoadReport r = load_weights(*net, "resnet", tensors, format("torchvision", false));
+  EXPECT_EQ(r.missing.size(), 1u);
+  EXPECT_EQ(r.unexpected.size(), 1u);
+  EXPECT_EQ(r.mismatched.size(), 1u);
+  EXPECT_TRUE(torch::equal(net->named_parameters()["bn1.weight"], torch::full({64}, 7.0)));
+  EXPECT_ERROR_CONTAINS(load_weights(*net, "resnet", tensors, format("hf")),
+                        "format \"hf\" is not known for resnet encoders (known: medvlp, timm, torchvision)");
+}
+
+TEST(Weights, RgbStemAndAnotherGridAreAdapted) {
+  torch::manual_seed(0);
+  Vit rgb(small_vit(3)), gray(small_vit(1));
+  TensorMap tensors = export_weights(*rgb, "vit", "timm");
+  LoadReport r = load_weights(*gray, "vit", tensors, format("timm"));
+  ASSERT_EQ(r.adapted.size(), 1u) << r.summary();
+  EXPECT_TRUE(torch::allclose(gray->named_parameters()["patch_embed.proj.weight"],
+                              tensors["patch_embed.proj.weight"].sum(1, true)));
+  // A gray image through the summed stem equals the RGB network on the image replicated thrice.
+  gray->eval(), rgb->eval();
+  const at::Tensor x = torch::randn({1, 1, 32, 32});
+  EXPECT_TRUE(torch::allclose(gray->forward(x).pooled, rgb->forward(x.expand({1, 3, 32, 32})).pooled, 1e-4, 1e-5));
+  // Weights made for 16-pixel inputs (a 2x2 grid) load into the 4x4 grid with a resampled embedding.
+  VitOptions small = small_vit(1);
+  small.image_size = {16, 16};
+  Vit other(small);
+  r = load_weights(*gray, "vit", export_weights(*other, "vit", "timm"), format("timm"));
+  ASSERT_EQ(r.adapted.size(), 1u) << r.summary();
+  EXPECT_EQ(r.adapted[0], "pos_embed: [1, 5, 32] -> [1, 17, 32]");
+  EXPECT_TRUE(torch::allclose(gray->named_parameters()["pos_embed"],
+                              VitImpl::resample_position_embedding(other->named_parameters()["pos_embed"], {2, 2}, {4, 4})));
+}
+
+TEST(Weights, HuggingFaceBertCheckpointsWithPrefixesAndHeads) {
+  torch::manual_seed(0);
+  BertOptions o;
+  o.vocab_size = 40, o.hidden = 16, o.layers = 1, o.heads = 2, o.intermediate = 32, o.max_position = 20;
+  o.max_len = 20;
+  o.pooling = "attention";
+  Bert a(o), b(o);
+  TensorMap hf;
+  for (const auto& [name, t] : export_weights(*a, "bert", "hf", a->extra_parameters())) {
+    std::string n = "bert." + name;
+    const auto ln = n.find("LayerNorm.weight");
+    if (ln != std::string::npos) n = n.substr(0, ln) + "LayerNorm.gamma";  // a TF-converted checkpoint
+    hf[n] = t;
+  }
+  hf["cls.predictions.bias"] = torch::zeros({40});
+  hf["bert.embeddings.position_ids"] = torch::arange(20).unsqueeze(0);
+  LoadOptions opts = format("hf");
+  opts.keep_missing = b->extra_parameters();  // the attention pool is medvlp's own
+  const LoadReport r = load_weights(*b, "bert", hf, opts);
+  EXPECT_TRUE(r.complete()) << r.summary();
+  EXPECT_EQ(r.dropped.size(), 2u);
+  b->eval(), a->eval();
+  const at::Tensor ids = torch::randint(0, 40, {2, 6});
+  const at::Tensor mask = torch::ones({2, 6}, torch::kLong);
+  EXPECT_TRUE(torch::equal(a->hidden_states(ids, mask).back(), b->hidden_states(ids, mask).back()));
+  EXPECT_EQ(import_name("clip_text", "hf", "vision_model.encoder.layers.0.mlp.fc1.weight"), "");
+  EXPECT_EQ(import_name("clip_text", "hf", "text_model.final_layer_norm.bias"), "text_model.final_layer_norm.bias");
+}
+
+TEST(VlpModel, BuildsZooEncodersLoadsWeightsAndFreezes) {
+  torch::manual_seed(0);
+  medvlp::testing_util::TempDir dir;
+  ResNetOptions o;
+  o.depth = 18, o.in_channels = 3, o.num_classes = 1000;
+  ResNet imagenet(o);
+  TensorMap weights = export_weights(*imagenet, "resnet", "torchvision");
+  medvlp::io::save_safetensors(dir.path() + "/r18.safetensors", weights);
+  const std::string yaml = "model:\n  embed_dim: 16\n  freeze: ['image.layer1.*', 'image.conv1.*']\n"
+                           "  image: {name: resnet18, weights: " + dir.path() + "/r18.safetensors, weights_format: torchvision, weights_strict: false}\n"
+                           "  text: {name: bert, hidden: 32, layers: 2, heads: 4, intermediate: 64, max_position: 32}\n";
+  medvlp::core::Config config = medvlp::core::Config::parse(yaml, "test.yaml");
+  VlpModel model = build_model(config.root().at("model"), 100);
+  config.check_all_used();
+  // fc is not in the encoder (num_classes 0) and conv1 is summed to one channel.
+  const at::Tensor conv1 = model->named_parameters()["image.conv1.weight"];
+  EXPECT_TRUE(torch::allclose(conv1, weights["conv1.weight"].sum(1, true)));
+  EXPECT_TRUE(torch::equal(model->named_parameters()["image.layer2.1.bn2.bias"], weights["layer2.1.bn2.bias"]));
+  EXPECT_FALSE(conv1.requires_grad());
+  EXPECT_FALSE(model->named_parameters()["image.layer1.0.conv2.weight"].requires_grad());
+  EXPECT_TRUE(model->named_parameters()["image.layer2.0.conv1.weight"].requires_grad());
+  EXPECT_ERROR_CONTAINS(model->freeze({"image.layr1.*"}), "freeze: pattern \"image.layr1.*\" matches no parameter");
+
+  medvlp::data::Batch batch;
+  batch.images = torch::randn({2, 1, 64, 64});
+  batch.token_ids = torch::randint(0, 100, {2, 8});
+  batch.attention_mask = torch::ones({2, 8}, torch::kLong);
+  batch.anatomy_masks = torch::zeros({2, 3, 64, 64});
+  batch.anatomy_masks.narrow(2, 0, 32).fill_(1);
+  Encoded e = model->forward(batch);
+  EXPECT_EQ(e.image_embed.sizes(), (std::vector<int64_t>{2, 16}));
+  EXPECT_EQ(e.anatomy_image.sizes(), (std::vector<int64_t>{2, 3, 16}));
+  EXPECT_TRUE(torch::allclose(e.anatomy_image.norm(2, -1), torch::ones({2, 3}), 1e-5, 1e-5));
+  EXPECT_EQ(e.grid, (std::vector<int64_t>{2, 2}));
+
+  // A strict load of a checkpoint for another network names the config key and the file.
+  medvlp::core::Config bad = medvlp::core::Config::parse(
+      "model:\n  image: {name: resnet34, weights: " + dir.path() + "/r18.safetensors, weights_format: torchvision}\n"
+      "  text: {name: bert, hidden: 32, layers: 1, heads: 4, intermediate: 64, max_position: 32}\n", "bad.yaml");
+  EXPECT_ERROR_CONTAINS(build_model(bad.root().at("model"), 100), "model.image.weights (" + dir.path() + "/r18.safetensors)");
+}
