@@ -10,4 +10,5 @@ Action add_train(CLI::App& app);
 Action add_eval(CLI::App& app);
 Action add_synth(CLI::App& app);
 Action add_loss_check(CLI::App& app);
+Action add_convert(CLI::App& app);
 }  // namespace medvlp::app

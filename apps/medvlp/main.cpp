@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   add("synth", "write synthetic phantoms as PNG + JSONL manifest", medvlp::app::add_synth);
   add("loss-check", "evaluate a loss on named tensors and write its value and gradients",
       medvlp::app::add_loss_check);
+  add("convert", "export an encoder's weights under torchvision / timm / Hugging Face names",
+      medvlp::app::add_convert);
   CLI11_PARSE(app, argc, argv);
   try {
     medvlp::core::set_log_level(log_level);

@@ -99,7 +99,15 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& n
   const char* data = bytes.data() + 8 + header_len;
 
   SafetensorsFile file;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  // Every entry is validated before anything is allocated: overlapping entries that each claim
+  // the whole data section would otherwise multiply a small file into a huge allocation.
+  struct Pending {
+    std::string name;
+    at::ScalarType dtype;
+    std::vector<int64_t> shape;
+    uint64_t begin, end;
+  };
+  std::vector<Pending> pending;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string where = name + ": tensor \"" + it.key() + "\"";
     if (it.key() == "__metadata__") {
@@ -139,15 +147,19 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& n
     const uint64_t item = c10::elementSize(dtype);
     MEDVLP_CHECK(numel <= std::numeric_limits<uint64_t>::max() / item && numel * item == end - begin, where,
                  ": ", end - begin, " bytes do not hold ", numel, " elements of ", entry["dtype"].get<std::string>());
-    ranges.emplace_back(begin, end);
-    at::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
-    if (end > begin) std::memcpy(t.data_ptr(), data + begin, end - begin);
-    file.tensors.emplace(it.key(), t);
+    pending.push_back({it.key(), dtype, std::move(shape), begin, end});
   }
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (const Pending& p : pending) ranges.emplace_back(p.begin, p.end);
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     MEDVLP_CHECK(ranges[i].first >= ranges[i - 1].second, name, ": tensor byte ranges overlap at offset ",
                  ranges[i].first);
+  for (const Pending& p : pending) {
+    at::Tensor t = torch::empty(p.shape, torch::TensorOptions().dtype(p.dtype));
+    if (p.end > p.begin) std::memcpy(t.data_ptr(), data + p.begin, p.end - p.begin);
+    file.tensors.emplace(p.name, t);
+  }
   return file;
 }
 

@@ -157,6 +157,13 @@ std::vector<std::string> weight_formats(const std::string& family) {
   return out;
 }
 
+std::string native_format(const std::string& family) {
+  if (family == "resnet") return "torchvision";
+  if (family == "vit") return "timm";
+  if (family == "bert" || family == "clip_text") return "hf";
+  return "medvlp";
+}
+
 std::string import_name(const std::string& family, const std::string& format, const std::string& name) {
   return rename(find_format(family, format).import_rules, name);
 }

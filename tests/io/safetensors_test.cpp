@@ -64,5 +64,12 @@ TEST(Safetensors, RejectsTruncatedAndHostileFiles) {
                                     std::string(4, '\0')),
                         "x.st"),
       "shape overflows");
+  // Many entries that each claim the whole data section: rejected before anything is allocated
+  // (otherwise 4,000 entries x 1 MB would allocate 4 GB from a 1 MB file).
+  std::string many = "{";
+  for (int i = 0; i < 4000; ++i)
+    many += (i ? "," : "") + std::string("\"t") + std::to_string(i) + R"(":{"dtype":"U8","shape":[1048576],"data_offsets":[0,1048576]})";
+  many += "}";
+  EXPECT_ERROR_CONTAINS(parse_safetensors(with_header(many, std::string(1048576, '\0')), "x.st"), "byte ranges overlap");
   EXPECT_ERROR_CONTAINS(load_safetensors("/nonexistent.safetensors"), "/nonexistent.safetensors: cannot open");
 }

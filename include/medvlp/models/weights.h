@@ -40,6 +40,10 @@ struct LoadOptions {
 ///   Face CLIPTextModel (a whole CLIPModel's vision tower and projections are dropped).
 std::vector<std::string> weight_formats(const std::string& family);
 
+/// The names of the library an architecture comes from: torchvision (resnet), timm (vit), hf (bert,
+/// clip_text); "medvlp" for medvlp's own and the 3D encoders.
+std::string native_format(const std::string& family);
+
 /// The module name for a checkpoint name of `format`, or "" when the format drops it.
 std::string import_name(const std::string& family, const std::string& format, const std::string& name);
 
