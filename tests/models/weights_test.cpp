@@ -83,6 +83,19 @@ TEST(Weights, StrictLoadNamesEveryProblemAndChangesNothing) {
                         "format \"hf\" is not known for resnet encoders (known: medvlp, timm, torchvision)");
 }
 
+TEST(Weights, HalfPrecisionFilesLoadIntoFloatParameters) {
+  torch::manual_seed(0);
+  Vit a(small_vit()), b(small_vit());
+  TensorMap half;
+  for (const auto& [name, t] : export_weights(*a, "vit", "timm")) half[name] = t.to(torch::kBFloat16);
+  medvlp::testing_util::TempDir dir;
+  medvlp::io::save_safetensors(dir.path() + "/bf16.safetensors", half);
+  EXPECT_TRUE(load_weights_file(*b, "vit", dir.path() + "/bf16.safetensors", format("timm")).complete());
+  const at::Tensor w = b->named_parameters()["blocks.0.attn.qkv.weight"];
+  EXPECT_EQ(w.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(w, half["blocks.0.attn.qkv.weight"].to(torch::kFloat)));
+}
+
 TEST(Weights, RgbStemAndAnotherGridAreAdapted) {
   torch::manual_seed(0);
   Vit rgb(small_vit(3)), gray(small_vit(1));

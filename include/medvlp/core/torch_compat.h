@@ -60,7 +60,8 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
 #if MEDVLP_TORCH_AT_LEAST(2, 0)
   return at::scaled_dot_product_attention(q, k, v, keep);
 #else
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  // Scaling q ([.., L, Dh]) rather than the scores ([.., L, L]) is the cheaper of the two.
+  at::Tensor scores = at::matmul(q * (1.0 / std::sqrt(static_cast<double>(q.size(-1)))), k.transpose(-2, -1));
   if (keep.defined()) scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<float>::infinity());
   return at::matmul(at::softmax(scores, -1), v);
 #endif
