@@ -93,13 +93,9 @@ std::vector<at::Tensor> BertImpl::hidden_states(const at::Tensor& ids_in, const 
   x = dropout_->forward(embed_norm_->forward(x));
   const at::Tensor keep = mask.to(torch::kBool).unsqueeze(1).unsqueeze(2);  // [B,1,1,L]
   std::vector<at::Tensor> states = {x};
-  for (auto& layer : layers_) {
-    if (options_.checkpoint && is_training()) {
-      BertLayer l = layer;
-      x = checkpointed([l, keep](const at::Tensor& in) mutable { return l->forward(in, keep); }, x);
-    } else {
-      x = layer->forward(x, keep);
-    }
+  for (BertLayer layer : layers_) {
+    x = maybe_checkpointed(options_.checkpoint && is_training(),
+                           [layer, keep](const at::Tensor& in) mutable { return layer->forward(in, keep); }, x);
     states.push_back(x);
   }
   return states;
@@ -175,14 +171,9 @@ TextFeatures ClipTextImpl::forward(const at::Tensor& ids_in, const at::Tensor& m
   at::Tensor x = token_->forward(ids) + position_->forward(torch::arange(L, ids.options().dtype(torch::kLong)));
   const at::Tensor causal = torch::ones({L, L}, ids.options().dtype(torch::kBool)).tril();
   const at::Tensor keep = causal.unsqueeze(0).unsqueeze(0) & mask.to(torch::kBool).view({B, 1, 1, L});
-  for (auto& layer : layers_) {
-    if (options_.checkpoint && is_training()) {
-      auto l = layer;
-      x = checkpointed([l, keep](const at::Tensor& in) mutable { return l->forward(in, keep); }, x);
-    } else {
-      x = layer->forward(x, keep);
-    }
-  }
+  for (const auto& layer : layers_)
+    x = maybe_checkpointed(options_.checkpoint && is_training(),
+                           [layer, keep](const at::Tensor& in) { return layer->forward(in, keep); }, x);
   x = final_norm_->forward(x);
   TextFeatures out;
   out.tokens = x;

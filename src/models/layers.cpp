@@ -122,6 +122,10 @@ at::Tensor AttentionPoolImpl::forward(const at::Tensor& tokens, const at::Tensor
   return (scores.softmax(1).unsqueeze(-1) * tokens).sum(1);
 }
 
+at::Tensor maybe_checkpointed(bool enabled, std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x) {
+  return enabled ? checkpointed(std::move(fn), x) : fn(x);
+}
+
 at::Tensor masked_mean(const at::Tensor& tokens, const at::Tensor& mask) {
   const at::Tensor w = mask.to(tokens.scalar_type()).unsqueeze(-1);
   return (tokens * w).sum(1) / w.sum(1).clamp_min(1.0);

@@ -90,14 +90,9 @@ at::Tensor VitImpl::encode(const at::Tensor& images, std::vector<int64_t>& grid)
   x = x.flatten(2).transpose(1, 2);
   x = torch::cat({cls_token_.expand({x.size(0), 1, options_.dim}), x}, 1);
   x = x + resample_position_embedding(pos_embed_, base_grid_, grid);
-  for (auto& block : blocks_) {
-    if (options_.checkpoint && is_training()) {
-      VitBlock b = block;
-      x = checkpointed([b](const at::Tensor& in) mutable { return b->forward(in); }, x);
-    } else {
-      x = block->forward(x);
-    }
-  }
+  for (VitBlock block : blocks_)
+    x = maybe_checkpointed(options_.checkpoint && is_training(),
+                           [block](const at::Tensor& in) mutable { return block->forward(in); }, x);
   return norm_->forward(x);
 }
 

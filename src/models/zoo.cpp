@@ -63,40 +63,38 @@ ImageEncoderPtr make_vit3d(const core::ConfigNode& node) {
   return std::make_shared<VitImpl>(read_vit(node, o));
 }
 
-TextEncoderPtr make_bert(const core::ConfigNode& node, int64_t vocab_size) {
-  BertOptions o;
+// The sizes BERT and CLIP's text transformer share (their options use the same field names).
+template <typename Options>
+void read_transformer_sizes(const core::ConfigNode& node, int64_t vocab_size, Options& o) {
   o.vocab_size = node.get_int("vocab_size", vocab_size, 1, 1 << 24);
   o.hidden = node.get_int("hidden", o.hidden, 8, 16384);
   o.layers = node.get_int("layers", o.layers, 1, 256);
   o.heads = node.get_int("heads", o.heads, 1, 256);
   o.intermediate = node.get_int("intermediate", o.intermediate, 8, 65536);
   o.max_position = node.get_int("max_position", o.max_position, 2, 1 << 16);
-  o.type_vocab = node.get_int("type_vocab", o.type_vocab, 1, 1024);
   o.eps = node.get_double("eps", o.eps, 0, 1);
+  o.checkpoint = node.get_bool("checkpoint", false);
+  if (o.hidden % o.heads != 0) node.fail("heads", "must divide hidden " + std::to_string(o.hidden));
+}
+
+TextEncoderPtr make_bert(const core::ConfigNode& node, int64_t vocab_size) {
+  BertOptions o;
+  read_transformer_sizes(node, vocab_size, o);
+  o.type_vocab = node.get_int("type_vocab", o.type_vocab, 1, 1024);
   o.dropout = node.get_double("dropout", o.dropout, 0, 0.99);
   o.with_pooler = node.get_bool("with_pooler", o.with_pooler);
   o.pooling = node.get_choice("pooling", o.pooling, {"cls", "mean", "pooler", "attention"});
   o.sum_last_layers = node.get_int("sum_last_layers", o.sum_last_layers, 1, o.layers);
   o.max_len = node.get_int("max_len", std::min<int64_t>(o.max_len, o.max_position), 1, o.max_position);
-  o.checkpoint = node.get_bool("checkpoint", false);
-  if (o.hidden % o.heads != 0) node.fail("heads", "must divide hidden " + std::to_string(o.hidden));
   if (o.pooling == "pooler" && !o.with_pooler) node.fail("pooling", "\"pooler\" needs with_pooler: true");
   return std::make_shared<BertImpl>(o);
 }
 
 TextEncoderPtr make_clip_text(const core::ConfigNode& node, int64_t vocab_size) {
   ClipTextOptions o;
-  o.vocab_size = node.get_int("vocab_size", vocab_size, 1, 1 << 24);
-  o.hidden = node.get_int("hidden", o.hidden, 8, 16384);
-  o.layers = node.get_int("layers", o.layers, 1, 256);
-  o.heads = node.get_int("heads", o.heads, 1, 256);
-  o.intermediate = node.get_int("intermediate", o.intermediate, 8, 65536);
-  o.max_position = node.get_int("max_position", o.max_position, 2, 1 << 16);
-  o.eps = node.get_double("eps", o.eps, 0, 1);
+  read_transformer_sizes(node, vocab_size, o);
   o.eos_id = node.get_int("eos_id", std::min(o.eos_id, o.vocab_size - 1), 0, o.vocab_size - 1);
   o.pooling = node.get_choice("pooling", o.pooling, {"eos", "mean", "attention"});
-  o.checkpoint = node.get_bool("checkpoint", false);
-  if (o.hidden % o.heads != 0) node.fail("heads", "must divide hidden " + std::to_string(o.hidden));
   return std::make_shared<ClipTextImpl>(o);
 }
 

@@ -75,6 +75,9 @@ class AttentionPoolImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AttentionPool);
 
+/// checkpointed(fn, x) when `enabled` (and gradients are being recorded), fn(x) otherwise.
+at::Tensor maybe_checkpointed(bool enabled, std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x);
+
 /// Mean of `tokens` [B,L,C] over positions where `mask` [B,L] is nonzero.
 at::Tensor masked_mean(const at::Tensor& tokens, const at::Tensor& mask);
 
