@@ -45,7 +45,7 @@ Encoded VlpModelImpl::forward(const data::Batch& batch) {
   out.grid = img.grid;
   out.text_tokens = txt.tokens;
   out.text_mask = batch.attention_mask;
-  if (batch.anatomy_masks.defined()) {
+  if (anatomy_pooling_ && batch.anatomy_masks.defined()) {
     AnatomyFeatures anatomy = anatomy_pool(img.tokens, img.grid, batch.anatomy_masks);
     out.anatomy_image = torch::nn::functional::normalize(image_proj_->forward(anatomy.features), opts);
     out.anatomy_present = anatomy.present;
@@ -112,6 +112,7 @@ VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size) {
   load_pretrained(*image_encoder, image_encoder->family(), image_encoder->extra_parameters(), image);
   load_pretrained(*text_encoder, text_encoder->family(), text_encoder->extra_parameters(), text);
   VlpModel model(std::move(image_encoder), std::move(text_encoder), embed_dim, proj);
+  model->set_anatomy_pooling(node.get_bool("anatomy_pooling", false));
   const std::vector<std::string> freeze = node.get_strings("freeze", {});
   if (!freeze.empty()) core::log_info("froze ", model->freeze(freeze), " parameter tensors");
   return model;

@@ -156,7 +156,7 @@ TEST(VlpModel, BuildsZooEncodersLoadsWeightsAndFreezes) {
   ResNet imagenet(o);
   TensorMap weights = export_weights(*imagenet, "resnet", "torchvision");
   medvlp::io::save_safetensors(dir.path() + "/r18.safetensors", weights);
-  const std::string yaml = "model:\n  embed_dim: 16\n  freeze: ['image.layer1.*', 'image.conv1.*']\n"
+  const std::string yaml = "model:\n  embed_dim: 16\n  anatomy_pooling: true\n  freeze: ['image.layer1.*', 'image.conv1.*']\n"
                            "  image: {name: resnet18, weights: " + dir.path() + "/r18.safetensors, weights_format: torchvision, weights_strict: false}\n"
                            "  text: {name: bert, hidden: 32, layers: 2, heads: 4, intermediate: 64, max_position: 32}\n";
   medvlp::core::Config config = medvlp::core::Config::parse(yaml, "test.yaml");

@@ -23,10 +23,13 @@ class VlpModelImpl : public torch::nn::Module {
 
   at::Tensor encode_images(const at::Tensor& images);                         // [B,C,H,W] -> [B,D]
   at::Tensor encode_texts(const at::Tensor& ids, const at::Tensor& mask);     // [B,L] -> [B,D]
-  /// Encodes a batch's images and reports (tokens included) for the losses; with anatomy masks in
-  /// the batch also the projected, L2-normalized anatomy features and their presence.
+  /// Encodes a batch's images and reports (tokens included) for the losses; with anatomy pooling on
+  /// and anatomy masks in the batch also the projected, L2-normalized anatomy features and their presence.
   Encoded forward(const data::Batch& batch);
   int64_t embed_dim() const { return embed_dim_; }
+  /// Fill Encoded.anatomy_image / anatomy_present from the batch's anatomy masks (off by default:
+  /// the built-in anatomy loss pools the tokens itself).
+  void set_anatomy_pooling(bool on) { anatomy_pooling_ = on; }
   ImageEncoderPtr image_encoder() const { return image_; }
   TextEncoderPtr text_encoder() const { return text_; }
   /// Stops gradients for every parameter whose name ("image.layer1.0.conv1.weight") matches one of
@@ -36,6 +39,7 @@ class VlpModelImpl : public torch::nn::Module {
 
  private:
   int64_t embed_dim_;
+  bool anatomy_pooling_ = false;
   ImageEncoderPtr image_;
   TextEncoderPtr text_;
   torch::nn::Sequential image_proj_{nullptr}, text_proj_{nullptr};
@@ -43,7 +47,7 @@ class VlpModelImpl : public torch::nn::Module {
 TORCH_MODULE(VlpModel);
 
 /// Builds a VlpModel from the `model` config node: image/text encoders by registry name,
-/// `embed_dim`, `projection` (linear | mlp), `freeze` (glob patterns). Each encoder node may name
+/// `embed_dim`, `projection` (linear | mlp), `freeze` (glob patterns), `anatomy_pooling` (bool). Each encoder node may name
 /// pretrained `weights` (safetensors) with their `weights_format` (see weight_formats()) and
 /// `weights_strict` (default true). `vocab_size` comes from the tokenizer.
 VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size);
