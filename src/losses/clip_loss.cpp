@@ -1,7 +1,5 @@
 #include "medvlp/losses/clip_loss.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
 
 #include "medvlp/losses/functional.h"
@@ -9,12 +7,10 @@
 namespace medvlp::losses {
 
 ClipLossImpl::ClipLossImpl(const ClipLossOptions& options) : options_(options) {
-  MEDVLP_CHECK(options_.temperature > 0.0, "clip: temperature must be positive, got ", options_.temperature);
-  at::Tensor init = torch::full({}, std::log(1.0 / options_.temperature));
-  log_scale_ = options_.learnable ? register_parameter("log_scale", init) : register_buffer("log_scale", init);
+  scale_ = LogitScale(*this, options_.temperature, options_.learnable, 1e-6, options_.max_scale, name());
 }
 
-at::Tensor ClipLossImpl::scale() const { return log_scale_.exp().clamp_max(options_.max_scale); }
+at::Tensor ClipLossImpl::scale() const { return scale_(); }
 
 LossOutput ClipLossImpl::forward(const models::Encoded& encoded, const data::Batch& /*batch*/,
                                  const LossContext& context) {

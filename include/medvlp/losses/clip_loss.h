@@ -26,7 +26,7 @@ class ClipLossImpl : public LossImpl {
 
  private:
   ClipLossOptions options_;
-  at::Tensor log_scale_;  // scalar
+  LogitScale scale_;  // parameter (or buffer) "log_scale"
 };
 
 }  // namespace medvlp::losses
