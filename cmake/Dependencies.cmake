@@ -5,6 +5,8 @@ if(MEDVLP_WITH_OPENCV)
   find_package(OpenCV REQUIRED COMPONENTS core imgproc imgcodecs)
 endif()
 find_package(yaml-cpp REQUIRED)
+# ICU: Unicode normalization and character classes for the tokenizers (BERT, CLIP).
+find_package(ICU REQUIRED COMPONENTS uc)
 find_package(nlohmann_json 3.9 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(PkgConfig REQUIRED)

@@ -11,4 +11,7 @@ Action add_eval(CLI::App& app);
 Action add_synth(CLI::App& app);
 Action add_loss_check(CLI::App& app);
 Action add_convert(CLI::App& app);
+Action add_existence(CLI::App& app);
+Action add_parse_reports(CLI::App& app);
+Action add_tokenize(CLI::App& app);
 }  // namespace medvlp::app

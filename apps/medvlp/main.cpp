@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
       medvlp::app::add_loss_check);
   add("convert", "export an encoder's weights under torchvision / timm / Hugging Face names",
       medvlp::app::add_convert);
+  add("existence", "present/absent/uncertain for each sentence<TAB>term line", medvlp::app::add_existence);
+  add("parse-reports", "reports -> sentences, <anatomy, finding, existence> triplets and labels (JSONL)",
+      medvlp::app::add_parse_reports);
+  add("tokenize", "token ids of each input line (WordPiece, CLIP BPE or SentencePiece)", medvlp::app::add_tokenize);
   CLI11_PARSE(app, argc, argv);
   try {
     medvlp::core::set_log_level(log_level);

@@ -7,7 +7,9 @@
 #include "medvlp/core/error.h"
 #include "medvlp/data/build.h"
 #include "medvlp/io/files.h"
+#include "medvlp/text/factory.h"
 #include "medvlp/text/sentencepiece_tokenizer.h"
+#include "medvlp/text/wordpiece.h"
 
 namespace medvlp::train {
 
@@ -15,21 +17,40 @@ namespace {
 
 std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const core::ConfigNode& node,
                                                  const data::DatasetPtr& train_set, const std::string& run_dir) {
-  node.get_choice("tokenizer", "sentencepiece", {"sentencepiece"});
-  const std::string model_path = node.get_string("model", "");
-  text::SentencePieceTrainOptions o;
-  o.vocab_size = node.get_int("vocab_size", 512, 16, 1 << 20);
-  o.model_type = node.get_choice("model_type", o.model_type, {"unigram", "bpe", "word", "char"});
+  text::TokenizerSpec spec;
+  spec.kind = node.get_choice("tokenizer", "sentencepiece", {"sentencepiece", "wordpiece", "clip_bpe"});
+  spec.model = node.get_string("model", "");
+  spec.merges = node.get_string("merges", "");
+  spec.lowercase = node.get_bool("lowercase", true);
+  const int64_t vocab_size = node.get_int("vocab_size", 512, 16, 1 << 20);
+  const std::string model_type = node.get_choice("model_type", "unigram", {"unigram", "bpe", "word", "char"});
   const int64_t corpus_size = node.get_int("train_reports", 5000, 1);
-  if (!model_path.empty()) return text::SentencePieceTokenizer::load(model_path);
+  if (!spec.model.empty()) return text::load_tokenizer(spec);
 
+  MEDVLP_CHECK(spec.kind != "clip_bpe", "text.model: a clip_bpe tokenizer needs vocab.json (text.model) and merges.txt (text.merges)");
   MEDVLP_CHECK(!run_dir.empty(), "text.model is empty and there is no run folder to train a tokenizer into");
   std::vector<std::string> corpus;
   const int64_t n = std::min(corpus_size, train_set->size());
   for (int64_t i = 0; i < n; ++i) corpus.push_back(train_set->get(i, -1).report);
-  const std::string path = run_dir + "/tokenizer.model";
-  core::log_info("training a SentencePiece tokenizer on ", n, " reports -> ", path);
-  auto tokenizer = text::SentencePieceTokenizer::train(corpus, path, o);
+  std::shared_ptr<text::Tokenizer> tokenizer;
+  std::string path;
+  if (spec.kind == "wordpiece") {
+    path = run_dir + "/vocab.txt";
+    core::log_info("training a WordPiece vocabulary on ", n, " reports -> ", path);
+    text::WordPieceTrainOptions o;
+    o.vocab_size = vocab_size;
+    o.tokenizer.lowercase = spec.lowercase;
+    auto wp = std::make_shared<text::WordPieceTokenizer>(text::train_wordpiece(corpus, o), o.tokenizer);
+    wp->save(path);
+    tokenizer = wp;
+  } else {
+    path = run_dir + "/tokenizer.model";
+    core::log_info("training a SentencePiece tokenizer on ", n, " reports -> ", path);
+    text::SentencePieceTrainOptions o;
+    o.vocab_size = vocab_size;
+    o.model_type = model_type;
+    tokenizer = text::SentencePieceTokenizer::train(corpus, path, o);
+  }
   config.set("text.model=" + path);
   node.get_string("model");  // the resolved config now names the trained model; mark it read
   return tokenizer;
