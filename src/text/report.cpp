@@ -65,7 +65,7 @@ bool heading_at(std::string_view s, size_t i, bool line_start, size_t* length, c
 
 const std::unordered_set<std::string>& abbreviations() {
   static const std::unordered_set<std::string> set = {
-      "dr", "mr", "mrs", "ms", "vs", "e.g", "i.e", "eg", "ie", "approx", "cf", "fig", "pt", "pts", "st",
+      "dr", "p.m", "a.m", "mr", "mrs", "ms", "vs", "e.g", "i.e", "eg", "ie", "approx", "cf", "fig", "pt", "pts", "st",
       "resp", "min", "max", "incl", "esp", "no", "nos", "ca", "al", "et", "cc", "sr", "jr", "prof", "dept", "ref"};
   return set;
 }
@@ -130,7 +130,7 @@ std::vector<SentenceSpan> split_sentences(std::string_view text, size_t offset) 
     size_t j = i;
     while (j + 1 < text.size() && (text[j + 1] == '.' || text[j + 1] == '!' || text[j + 1] == '?')) ++j;
     const bool at_end = j + 1 >= text.size();
-    if (!at_end && !is_space(text[j + 1]) && text[j + 1] != ')' && text[j + 1] != '"') {
+    if (!at_end && !is_space(text[j + 1])) {
       i = j;
       continue;  // "1.5", "e.g.x", "3.0T"
     }

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "medvlp/core/error.h"
 #include "medvlp/io/files.h"
@@ -436,6 +437,7 @@ struct Analysis {
   std::vector<Match> cue_matches, lex_matches;
   std::vector<char> terminator;  // per token
   std::vector<char> verb;
+  std::vector<char> pre_cue;  // a negation/uncertainty pre-cue starts at this token
 };
 
 bool has(const std::vector<Entry>& entries, Kind k) {
@@ -475,8 +477,6 @@ std::vector<Decision> decide(std::string_view sentence, const Analysis& a, const
   std::vector<Decision> out(targets.size());
   std::vector<int> negations(targets.size(), 0);
   std::vector<int> uncertain(targets.size(), 0);
-  std::vector<char> target_start(a.tokens.size(), 0);
-  for (const auto& t : targets) target_start[t.first] = 1;
   for (const Match& c : a.cue_matches) {
     const auto& e = *c.entries;
     const bool neg_pre = has(e, Kind::kPreNeg), neg_post = has(e, Kind::kPostNeg);
@@ -486,16 +486,22 @@ std::vector<Decision> decide(std::string_view sentence, const Analysis& a, const
     const std::string cue = span_text(sentence, a.tokens, c.begin, c.end);
     size_t pre_end = c.end;
     if (neg_pre || unc_pre) {
-      bool seen_target = false;
       for (; pre_end < a.tokens.size() && pre_end < c.end + kWindow; ++pre_end) {
-        if (a.terminator[pre_end] || (seen_target && a.verb[pre_end])) break;
-        seen_target = seen_target || target_start[pre_end];
+        // A clause verb after the cue's first words closes it: "no effusion | and the heart is enlarged".
+        if (a.terminator[pre_end] || (pre_end > c.end && a.verb[pre_end])) break;
+        // ", possible ..." / ", no ...": a new cue after a comma starts its own scope.
+        if (a.tokens[pre_end].text == "," && pre_end + 1 < a.tokens.size() && a.pre_cue[pre_end + 1]) break;
       }
     }
     size_t post_begin = c.begin;
     if (neg_post || unc_post)
-      while (post_begin > 0 && post_begin + kWindow > c.begin && !a.terminator[post_begin - 1]) --post_begin;
-    for (size_t t = 0; t < targets.size(); ++t) {
+      // Back to a terminator or a comma: "small effusion, | pneumothorax has resolved".
+      while (post_begin > 0 && post_begin + kWindow > c.begin && !a.terminator[post_begin - 1] &&
+             a.tokens[post_begin - 1].text != ",")
+        --post_begin;
+    // Targets are sorted by start; only those inside [post_begin, pre_end) can be covered.
+    const auto first = std::lower_bound(targets.begin(), targets.end(), std::make_pair(post_begin, size_t{0}));
+    for (auto t = static_cast<size_t>(first - targets.begin()); t < targets.size() && targets[t].first < pre_end; ++t) {
       const auto [tb, te] = targets[t];
       const bool after = tb >= c.end && tb < pre_end;
       const bool before = tb >= post_begin && te <= c.begin;
@@ -523,7 +529,9 @@ Analysis analyse(const CueSet::Impl& cues, std::string_view sentence) {
   a.cue_matches = segment(cues.table, a.tokens);
   a.terminator.assign(a.tokens.size(), 0);
   a.verb.assign(a.tokens.size(), 0);
+  a.pre_cue.assign(a.tokens.size(), 0);
   for (const Match& m : a.cue_matches) {
+    if (has(*m.entries, Kind::kPreNeg) || has(*m.entries, Kind::kPreUnc) || has(*m.entries, Kind::kBothUnc)) a.pre_cue[m.begin] = 1;
     if (has(*m.entries, Kind::kTerminator))
       for (size_t k = m.begin; k < m.end; ++k) a.terminator[k] = 1;
     if (has(*m.entries, Kind::kVerb))
@@ -647,6 +655,17 @@ void parse_sentence(const Lexicon::Impl& lex, std::string_view report, const Sen
   std::sort(mentions.begin(), mentions.end(), [](const Mention& x, const Mention& y) {
     return x.begin != y.begin ? x.begin < y.begin : x.finding < y.finding;
   });
+  // Adjacent words naming the same finding are one mention ("calcified atherosclerotic plaques").
+  std::vector<Mention> merged;
+  for (const Mention& m : mentions) {
+    if (!merged.empty() && !m.implied && !merged.back().implied && merged.back().finding == m.finding && merged.back().end == m.begin) {
+      merged.back().end = m.end;
+      if (merged.back().anatomy < 0) merged.back().anatomy = m.anatomy;
+      continue;
+    }
+    merged.push_back(m);
+  }
+  mentions.swap(merged);
   if (mentions.empty()) return;
 
   // Attach each explicit finding to the nearest compatible anatomy in its clause with no other
@@ -698,6 +717,7 @@ void parse_sentence(const Lexicon::Impl& lex, std::string_view report, const Sen
       region_end[i] = n;
     }
   }
+  std::unordered_set<std::string> seen;
   for (size_t i = 0; i < mentions.size(); ++i) {
     const Mention& m = mentions[i];
     Triplet t;
@@ -712,18 +732,20 @@ void parse_sentence(const Lexicon::Impl& lex, std::string_view report, const Sen
     if (!m.implied) {
       const size_t lo = std::max(region_begin[i], m.begin >= kWindow ? m.begin - kWindow : 0);
       const size_t hi = std::min(region_end[i], m.end + kWindow);
-      for (const Match& c : a.cue_matches) {
-        if (c.begin < lo || c.end > hi || clause[c.begin] != clause[m.begin]) continue;
-        for (const Entry& e : *c.entries) {
+      auto from = std::lower_bound(a.cue_matches.begin(), a.cue_matches.end(), lo,
+                                   [](const Match& x, size_t v) { return x.begin < v; });
+      for (auto c = from; c != a.cue_matches.end() && c->begin < hi; ++c) {
+        if (c->end > hi || clause[c->begin] != clause[m.begin]) continue;
+        for (const Entry& e : *c->entries) {
           const bool valued = e.kind == Kind::kSeverity || e.kind == Kind::kChange || e.kind == Kind::kLaterality;
           const std::string v = valued ? cues.values[static_cast<size_t>(e.index)] : std::string();
           if (e.kind == Kind::kSeverity && at.severity.empty()) at.severity = v;
           if (e.kind == Kind::kChange && at.change.empty()) at.change = v;
           if (e.kind == Kind::kLaterality && at.laterality.empty()) at.laterality = v;
-          if (e.kind == Kind::kUnit && at.size_mm < 0 && c.begin > 0 &&
-              std::isdigit(static_cast<unsigned char>(a.tokens[c.begin - 1].text[0]))) {
+          if (e.kind == Kind::kUnit && at.size_mm < 0 && c->begin > 0 &&
+              std::isdigit(static_cast<unsigned char>(a.tokens[c->begin - 1].text[0]))) {
             // "1.5 cm", "1.5 x 2.0 cm", "15 x 12 x 10 mm": the largest dimension.
-            size_t first = c.begin - 1;
+            size_t first = c->begin - 1;
             double largest = std::atof(a.tokens[first].text.c_str());
             while (first >= 2 && (a.tokens[first - 1].text == "x" || a.tokens[first - 1].text == "by") &&
                    std::isdigit(static_cast<unsigned char>(a.tokens[first - 2].text[0]))) {
@@ -731,7 +753,7 @@ void parse_sentence(const Lexicon::Impl& lex, std::string_view report, const Sen
               largest = std::max(largest, std::atof(a.tokens[first].text.c_str()));
             }
             at.size_mm = largest * cues.unit_mm[static_cast<size_t>(e.index)];
-            at.size_text = span_text(text, a.tokens, first, c.end);
+            at.size_text = span_text(text, a.tokens, first, c->end);
           }
         }
       }
@@ -750,7 +772,10 @@ void parse_sentence(const Lexicon::Impl& lex, std::string_view report, const Sen
     }
     t.anatomy = lex.anatomies[static_cast<size_t>(anatomy_id)];
     for (int p = anatomy_id; p >= 0; p = lex.parent[static_cast<size_t>(p)]) t.anatomy_path.push_back(lex.anatomies[static_cast<size_t>(p)]);
-    out->push_back(std::move(t));
+    // A sentence that states the same thing twice ("a hypodense lesion in the liver ... a cyst")
+    // yields one triplet.
+    const std::string key = t.finding + '|' + t.anatomy + '|' + existence_name(t.existence) + (t.implied ? "|i" : "");
+    if (seen.insert(key).second) out->push_back(std::move(t));
   }
 }
 
