@@ -37,7 +37,7 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
   const std::string text = io::read_file(path);
   std::vector<std::vector<std::string>> rows(1);
   std::string field;
-  bool quoted = false, any = false;
+  bool quoted = false;
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (quoted) {
@@ -48,7 +48,6 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
     }
     if (c == '"') {
       quoted = true;
-      any = true;
     } else if (c == ',') {
       rows.back().push_back(field);
       field.clear();
@@ -59,14 +58,20 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
       rows.emplace_back();
     } else {
       field.push_back(c);
-      any = true;
     }
   }
   MEDVLP_CHECK(!quoted, path, ": unterminated quoted field");
   if (!field.empty() || !rows.back().empty()) rows.back().push_back(field);
   if (rows.back().empty()) rows.pop_back();
-  (void)any;
   return rows;
+}
+
+// A file's bytes, or standard input for "-".
+std::string read_input(const std::string& path) {
+  if (path != "-") return io::read_file(path);
+  std::ostringstream s;
+  s << std::cin.rdbuf();
+  return s.str();
 }
 
 struct Report {
@@ -142,15 +147,7 @@ Action add_existence(CLI::App& app) {
   app.add_option("--cues", args->cues, "cue file (default: the shipped lexicons/cues.yaml)");
   return [args] {
     const auto cues = text::CueSet::load(args->cues.empty() ? default_lexicon_dir() + "/cues.yaml" : args->cues);
-    std::string data;
-    if (args->input == "-") {
-      std::ostringstream s;
-      s << std::cin.rdbuf();
-      data = s.str();
-    } else {
-      data = io::read_file(args->input);
-    }
-    std::istringstream in(data);
+    std::istringstream in(read_input(args->input));
     std::string line, out;
     for (size_t n = 1; std::getline(in, line); ++n) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -218,15 +215,7 @@ Action add_tokenize(CLI::App& app) {
   return [args] {
     args->spec.lowercase = !args->cased;
     const auto tok = text::load_tokenizer(args->spec);
-    std::string data;
-    if (args->input == "-") {
-      std::ostringstream s;
-      s << std::cin.rdbuf();
-      data = s.str();
-    } else {
-      data = io::read_file(args->input);
-    }
-    std::istringstream in(data);
+    std::istringstream in(read_input(args->input));
     std::string line;
     while (std::getline(in, line)) {
       if (!line.empty() && line.back() == '\r') line.pop_back();

@@ -364,6 +364,8 @@ TEST(Knowledge, TableLoadsAndBuildsPrompts) {
   EXPECT_GT(k.attribute_similarity("consolidation", "pneumonia"), k.attribute_similarity("consolidation", "pneumothorax"));
   // Every finding the lexicon labels has knowledge.
   for (const auto& f : cxr().lexicon().label_findings()) EXPECT_NE(k.find(f), nullptr) << f;
+  const auto kct = KnowledgeTable::load(kConfigs + "/knowledge/chest_ct.yaml");
+  for (const auto& f : ct().lexicon().label_findings()) EXPECT_NE(kct.find(f), nullptr) << f;
   TempDir dir;
   write(dir.path() + "/k.yaml", "findings:\n  edema: {attributes: [haze], colour: blue}\n");
   EXPECT_ERROR_CONTAINS(KnowledgeTable::load(dir.path() + "/k.yaml"), "k.yaml: findings.edema.colour: unknown key");
