@@ -7,6 +7,17 @@ endif()
 find_package(yaml-cpp REQUIRED)
 # ICU: Unicode normalization and character classes for the tokenizers (BERT, CLIP).
 find_package(ICU REQUIRED COMPONENTS uc)
+# DICOM (with DCMTK's JPEG, JPEG-LS and RLE decoders) and NIfTI.
+find_package(DCMTK REQUIRED CONFIG)
+# Debian's NIFTIConfig.cmake points at /usr/lib/libznz.so.3.0.0, which the package does not
+# ship, so the library is found by hand.
+find_path(MEDVLP_NIFTI_INCLUDE nifti2_io.h PATH_SUFFIXES nifti REQUIRED)
+find_library(MEDVLP_NIFTI2_LIBRARY nifti2 REQUIRED)
+find_library(MEDVLP_ZNZ_LIBRARY znz REQUIRED)
+find_package(ZLIB REQUIRED)
+add_library(medvlp_nifti INTERFACE)
+target_include_directories(medvlp_nifti SYSTEM INTERFACE ${MEDVLP_NIFTI_INCLUDE})
+target_link_libraries(medvlp_nifti INTERFACE ${MEDVLP_NIFTI2_LIBRARY} ${MEDVLP_ZNZ_LIBRARY} ZLIB::ZLIB m)
 find_package(nlohmann_json 3.9 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(PkgConfig REQUIRED)

@@ -14,4 +14,5 @@ Action add_convert(CLI::App& app);
 Action add_existence(CLI::App& app);
 Action add_parse_reports(CLI::App& app);
 Action add_tokenize(CLI::App& app);
+Action add_inspect(CLI::App& app);
 }  // namespace medvlp::app

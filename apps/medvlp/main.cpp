@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   add("parse-reports", "reports -> sentences, <anatomy, finding, existence> triplets and labels (JSONL)",
       medvlp::app::add_parse_reports);
   add("tokenize", "token ids of each input line (WordPiece, CLIP BPE or SentencePiece)", medvlp::app::add_tokenize);
+  add("inspect", "geometry, metadata and pixel statistics of DICOM / CT series / NIfTI / PNG / JPEG",
+      medvlp::app::add_inspect);
   CLI11_PARSE(app, argc, argv);
   try {
     medvlp::core::set_log_level(log_level);

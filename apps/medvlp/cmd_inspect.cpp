@@ -1,0 +1,145 @@
+// medvlp inspect FILE|DIR [--json] [--save OUT.safetensors]: geometry, metadata and pixel
+// statistics of a DICOM file, a CT slice folder, a NIfTI volume or a PNG/JPEG image.
+#include <filesystem>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "medvlp/core/error.h"
+#include "medvlp/io/ct_series.h"
+#include "medvlp/io/dicom.h"
+#include "medvlp/io/image.h"
+#include "medvlp/io/nifti.h"
+#include "medvlp/io/safetensors.h"
+
+namespace medvlp::app {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+nlohmann::json affine_json(const io::Affine& a) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& r : a) rows.push_back({r[0], r[1], r[2], r[3]});
+  return rows;
+}
+
+void add_stats(nlohmann::json& j, const at::Tensor& values) {
+  const at::Tensor v = values.to(torch::kFloat64);
+  j["min"] = v.min().item<double>();
+  j["max"] = v.max().item<double>();
+  j["mean"] = v.mean().item<double>();
+}
+
+// One JSON object per input; `saved` collects the decoded values for --save.
+nlohmann::json inspect(const std::string& path, bool ras, io::TensorMap* saved, io::Volume* volume) {
+  nlohmann::json j;
+  j["path"] = path;
+  const std::string name = lower(path);
+  if (std::filesystem::is_directory(path)) {
+    io::Volume v = io::read_ct_series(path);
+    if (ras) v = io::reorient_to_ras(v);
+    *volume = v;
+    j["kind"] = "ct_series";
+    j["shape"] = v.data.sizes().vec();
+    j["spacing"] = {v.spacing[0], v.spacing[1], v.spacing[2]};
+    j["affine"] = affine_json(v.affine);
+    j["orientation"] = io::axis_codes(v.affine);
+    add_stats(j, v.data);
+    (*saved)["data"] = v.data;
+  } else if (ends_with(name, ".nii") || ends_with(name, ".nii.gz")) {
+    io::Volume v = io::read_nifti(path);
+    if (ras) v = io::reorient_to_ras(v);
+    *volume = v;
+    j["kind"] = "nifti";
+    j["shape"] = v.data.sizes().vec();
+    j["spacing"] = {v.spacing[0], v.spacing[1], v.spacing[2]};
+    j["affine"] = affine_json(v.affine);
+    j["orientation"] = io::axis_codes(v.affine);
+    add_stats(j, v.data);
+    (*saved)["data"] = v.data;
+  } else if (ends_with(name, ".png") || ends_with(name, ".jpg") || ends_with(name, ".jpeg")) {
+    const at::Tensor img = io::read_grey_image(path);
+    j["kind"] = "image";
+    j["shape"] = img.sizes().vec();
+    add_stats(j, img);
+    (*saved)["pixels"] = img;
+  } else {
+    const io::DicomImage d = io::read_dicom(path);
+    const io::DicomInfo& i = d.info;
+    j["kind"] = "dicom";
+    j["shape"] = d.pixels.sizes().vec();
+    if (i.pixel_spacing) j["spacing"] = {(*i.pixel_spacing)[0], (*i.pixel_spacing)[1]};
+    else j["spacing"] = nullptr;
+    j["modality"] = i.modality;
+    j["photometric"] = i.photometric;
+    j["transfer_syntax"] = i.transfer_syntax;
+    j["transfer_syntax_name"] = i.transfer_syntax_name;
+    j["bits_stored"] = i.bits_stored;
+    j["signed"] = i.is_signed;
+    j["rescale"] = {i.rescale_slope, i.rescale_intercept};
+    j["view_position"] = i.view_position;
+    j["patient_id"] = i.patient_id;
+    j["study_uid"] = i.study_uid;
+    j["series_uid"] = i.series_uid;
+    if (!i.window_center.empty() && !i.window_width.empty()) j["window"] = {i.window_center[0], i.window_width[0]};
+    if (i.image_position) j["image_position"] = *i.image_position;
+    add_stats(j, d.pixels);
+    (*saved)["pixels"] = d.pixels;
+  }
+  return j;
+}
+
+void print_text(const nlohmann::json& j) {
+  std::cout << j["path"].get<std::string>() << " (" << j["kind"].get<std::string>() << ")\n";
+  for (const auto& [key, value] : j.items()) {
+    if (key == "path" || key == "kind") continue;
+    std::cout << "  " << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump()) << "\n";
+  }
+}
+
+}  // namespace
+
+Action add_inspect(CLI::App& app) {
+  struct Args {
+    std::vector<std::string> inputs;
+    bool json = false, ras = false;
+    std::string save;
+  };
+  auto args = std::make_shared<Args>();
+  app.add_option("inputs", args->inputs, "DICOM files, CT slice folders, NIfTI volumes or PNG/JPEG images")->required();
+  app.add_flag("--json", args->json, "one JSON object per input line (shape, spacing, modality, photometric, "
+                                     "transfer_syntax, min/max/mean of the modality-LUT values, ...)");
+  app.add_flag("--ras", args->ras, "volumes: reorient to the closest RAS+ voxel order first (nibabel's as_closest_canonical)");
+  app.add_option("--save", args->save,
+                 "write the decoded values of the (single) input: .safetensors, or for volumes also .nii/.nii.gz");
+  return [args] {
+    MEDVLP_CHECK(args->save.empty() || args->inputs.size() == 1, "--save takes a single input, got ",
+                 args->inputs.size());
+    for (const auto& path : args->inputs) {
+      io::TensorMap saved;
+      io::Volume volume;
+      const nlohmann::json j = inspect(path, args->ras, &saved, &volume);
+      if (args->json) std::cout << j.dump() << "\n";
+      else print_text(j);
+      if (args->save.empty()) continue;
+      if (ends_with(lower(args->save), ".nii") || ends_with(lower(args->save), ".nii.gz")) {
+        MEDVLP_CHECK(volume.data.defined(), args->save, ": only volumes (NIfTI, CT series) can be saved as NIfTI");
+        io::write_nifti(args->save, volume);
+      } else {
+        io::save_safetensors(args->save, saved);
+      }
+    }
+    return 0;
+  };
+}
+
+}  // namespace medvlp::app

@@ -1,0 +1,419 @@
+#include "medvlp/io/dicom.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <new>
+
+#include <torch/torch.h>
+
+#include "medvlp/core/error.h"
+
+namespace medvlp::io {
+namespace {
+
+constexpr double kMaxPixelBytes = 2.0 * (1 << 30);
+
+// DCMTK's codec list is global; registering once per process is enough and thread-safe after.
+// DCMTK's own logger would print a second, less specific, copy of every error we report.
+void init_dcmtk() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
+    DJDecoderRegistration::registerCodecs();
+    DJLSDecoderRegistration::registerCodecs();
+    DcmRLEDecoderRegistration::registerCodecs();
+  });
+}
+
+std::string get_string(DcmItem* ds, const DcmTagKey& tag) {
+  OFString s;
+  if (ds->findAndGetOFStringArray(tag, s).bad()) return {};
+  std::string out = s.c_str();
+  while (!out.empty() && (out.back() == ' ' || out.back() == '\0')) out.pop_back();
+  return out;
+}
+
+std::vector<double> get_doubles(DcmItem* ds, const DcmTagKey& tag) {
+  std::vector<double> out;
+  DcmElement* el = nullptr;
+  if (ds->findAndGetElement(tag, el).bad() || el == nullptr) return out;
+  const unsigned long n = el->getVM();
+  for (unsigned long i = 0; i < n; ++i) {
+    Float64 v = 0;
+    if (el->getFloat64(v, i).bad()) {
+      // DS/IS values go through their string form; an unparsable one makes the whole tag absent.
+      OFString s;
+      if (el->getOFString(s, i).bad()) return {};
+      try {
+        size_t used = 0;
+        v = std::stod(s.c_str(), &used);
+      } catch (const std::exception&) {
+        return {};
+      }
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+int64_t get_int(DcmItem* ds, const DcmTagKey& tag, int64_t fallback) {
+  const auto v = get_doubles(ds, tag);
+  // Out-of-range values (a corrupt IS) become -1 so that the range checks reject them.
+  if (v.empty()) return fallback;
+  return std::isfinite(v[0]) && std::abs(v[0]) < 1e15 ? static_cast<int64_t>(v[0]) : -1;
+}
+
+struct Loaded {
+  DcmFileFormat file;
+  DcmDataset* ds = nullptr;
+  E_TransferSyntax xfer = EXS_Unknown;
+};
+
+void load(Loaded* l, const std::string& path, bool header_only) {
+  init_dcmtk();
+  {
+    std::ifstream probe(path, std::ios::binary);
+    MEDVLP_CHECK(probe.good(), path, ": cannot open DICOM file (missing or unreadable)");
+  }
+  const OFCondition st = header_only
+                             ? l->file.loadFileUntilTag(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
+                                                        ERM_autoDetect, DCM_PixelData)
+                             : l->file.loadFile(path.c_str());
+  MEDVLP_CHECK(st.good(), path, ": not a readable DICOM file (", st.text(), ")");
+  l->ds = l->file.getDataset();
+  MEDVLP_CHECK(l->ds != nullptr, path, ": not a readable DICOM file (no dataset)");
+  l->xfer = l->ds->getOriginalXfer();
+}
+
+DicomInfo info_of(const Loaded& l, const std::string& path) {
+  DcmDataset* ds = l.ds;
+  DicomInfo info;
+  info.path = path;
+  const DcmXfer x(l.xfer);
+  info.transfer_syntax = x.getXferID();
+  info.transfer_syntax_name = x.getXferName();
+  // A file without meta header has no stated syntax: DCMTK guessed it, and we say so.
+  if (info.transfer_syntax.empty()) info.transfer_syntax_name = "unknown";
+  info.modality = get_string(ds, DCM_Modality);
+  info.photometric = get_string(ds, DCM_PhotometricInterpretation);
+  info.view_position = get_string(ds, DCM_ViewPosition);
+  info.patient_id = get_string(ds, DCM_PatientID);
+  info.study_uid = get_string(ds, DCM_StudyInstanceUID);
+  info.series_uid = get_string(ds, DCM_SeriesInstanceUID);
+  info.sop_uid = get_string(ds, DCM_SOPInstanceUID);
+  info.rows = get_int(ds, DCM_Rows, 0);
+  info.columns = get_int(ds, DCM_Columns, 0);
+  info.frames = get_int(ds, DCM_NumberOfFrames, 1);
+  info.samples_per_pixel = get_int(ds, DCM_SamplesPerPixel, 1);
+  info.bits_allocated = get_int(ds, DCM_BitsAllocated, 0);
+  info.bits_stored = get_int(ds, DCM_BitsStored, info.bits_allocated);
+  info.is_signed = get_int(ds, DCM_PixelRepresentation, 0) == 1;
+  // pydicom rescales only when both values are present; so do we.
+  const auto slope = get_doubles(ds, DCM_RescaleSlope), intercept = get_doubles(ds, DCM_RescaleIntercept);
+  if (!slope.empty() && !intercept.empty()) {
+    info.rescale_slope = slope[0];
+    info.rescale_intercept = intercept[0];
+  }
+  DcmSequenceOfItems* seq = nullptr;
+  info.has_modality_lut_sequence =
+      ds->findAndGetSequence(DCM_ModalityLUTSequence, seq).good() && seq != nullptr && seq->card() > 0;
+  auto spacing = get_doubles(ds, DCM_PixelSpacing);
+  if (spacing.size() < 2) spacing = get_doubles(ds, DCM_ImagerPixelSpacing);
+  if (spacing.size() >= 2) info.pixel_spacing = std::array<double, 2>{spacing[0], spacing[1]};
+  info.window_center = get_doubles(ds, DCM_WindowCenter);
+  info.window_width = get_doubles(ds, DCM_WindowWidth);
+  info.voi_lut_function = get_string(ds, DCM_VOILUTFunction);
+  if (info.voi_lut_function.empty()) info.voi_lut_function = "LINEAR";
+  const auto pos = get_doubles(ds, DCM_ImagePositionPatient);
+  if (pos.size() == 3) info.image_position = std::array<double, 3>{pos[0], pos[1], pos[2]};
+  const auto ori = get_doubles(ds, DCM_ImageOrientationPatient);
+  if (ori.size() == 6) info.image_orientation = std::array<double, 6>{ori[0], ori[1], ori[2], ori[3], ori[4], ori[5]};
+  const auto thick = get_doubles(ds, DCM_SliceThickness);
+  if (!thick.empty()) info.slice_thickness = thick[0];
+  info.instance_number = get_int(ds, DCM_InstanceNumber, 0);
+  return info;
+}
+
+bool has_decoder(E_TransferSyntax xfer) {
+  switch (xfer) {
+    case EXS_JPEGProcess1:
+    case EXS_JPEGProcess2_4:
+    case EXS_JPEGProcess14:
+    case EXS_JPEGProcess14SV1:
+    case EXS_JPEGLSLossless:
+    case EXS_JPEGLSLossy:
+    case EXS_RLELossless:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// pydicom's apply_modality_lut for a Modality LUT Sequence: values below the first mapped value
+// take the first entry, values past the table the last.
+void apply_lut_sequence(DcmDataset* ds, const std::string& path, at::Tensor& values) {
+  DcmItem* item = nullptr;
+  MEDVLP_CHECK(ds->findAndGetSequenceItem(DCM_ModalityLUTSequence, item, 0).good() && item != nullptr, path,
+               ": ModalityLUTSequence has no item");
+  const auto desc = get_doubles(item, DCM_LUTDescriptor);
+  MEDVLP_CHECK(desc.size() == 3, path, ": ModalityLUTSequence LUTDescriptor must have 3 values, got ", desc.size());
+  const int64_t entries = desc[0] == 0 ? 65536 : static_cast<int64_t>(desc[0]);
+  const int64_t first = static_cast<int64_t>(desc[1]);
+  DcmElement* data = nullptr;
+  MEDVLP_CHECK(item->findAndGetElement(DCM_LUTData, data).good() && data != nullptr, path,
+               ": ModalityLUTSequence has no LUTData");
+  Uint16* words = nullptr;
+  MEDVLP_CHECK(data->getUint16Array(words).good() && words != nullptr, path, ": LUTData is not 16-bit");
+  const int64_t have = static_cast<int64_t>(data->getLength() / 2);
+  MEDVLP_CHECK(have >= entries, path, ": LUTData has ", have, " entries, LUTDescriptor says ", entries);
+  at::Tensor lut = torch::empty({entries}, torch::kFloat64);
+  for (int64_t i = 0; i < entries; ++i) lut[i] = static_cast<double>(words[i]);
+  at::Tensor index = (values.to(torch::kInt64) - first).clamp(0, entries - 1);
+  values = lut.index_select(0, index.flatten()).view(values.sizes());
+}
+
+}  // namespace
+
+bool looks_like_dicom(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char buf[132];
+  if (!in.read(buf, sizeof buf)) return false;
+  return std::memcmp(buf + 128, "DICM", 4) == 0;
+}
+
+DicomInfo read_dicom_info(const std::string& path) {
+  Loaded l;
+  load(&l, path, /*header_only=*/true);
+  return info_of(l, path);
+}
+
+DicomImage read_dicom(const std::string& path) {
+  Loaded l;
+  load(&l, path, /*header_only=*/false);
+  DicomImage out;
+  out.info = info_of(l, path);
+  DicomInfo& info = out.info;
+  DcmDataset* ds = l.ds;
+  const DcmXfer x(l.xfer);
+  DcmElement* pixel_el = nullptr;
+  MEDVLP_CHECK(ds->findAndGetElement(DCM_PixelData, pixel_el).good() && pixel_el != nullptr, path,
+               ": no pixel data (PixelData (7FE0,0010) is missing; not an image object?)");
+  // A corrupt header must not turn into a huge allocation inside a decoder.
+  {
+    const double claimed = static_cast<double>(std::max<int64_t>(info.rows, 0)) * std::max<int64_t>(info.columns, 0) *
+                           std::max<int64_t>(info.frames, 0) * std::max<int64_t>(info.samples_per_pixel, 0) *
+                           std::max<int64_t>(info.bits_allocated, 0) / 8.0;
+    MEDVLP_CHECK(claimed <= kMaxPixelBytes, path, ": header claims ", claimed / (1 << 20),
+                 " MiB of pixel data, more than the 2 GiB medvlp reads from one file");
+  }
+  if (x.isEncapsulated()) {
+    MEDVLP_CHECK(has_decoder(l.xfer), path, ": transfer syntax ", info.transfer_syntax_name, " (",
+                 info.transfer_syntax, ") is not supported: DCMTK's free toolkit has no decoder for it");
+    try {
+      const OFCondition st = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+      MEDVLP_CHECK(st.good() && ds->canWriteXfer(EXS_LittleEndianExplicit), path, ": cannot decode ",
+                   info.transfer_syntax_name, " pixel data (", st.text(), ")");
+    } catch (const std::bad_alloc&) {
+      throw Error(path + ": cannot decode pixel data: out of memory (header claims " + std::to_string(info.rows) +
+                  "x" + std::to_string(info.columns) + "x" + std::to_string(info.frames) + ")");
+    }
+    // Decoders may convert colour models (YBR -> RGB) and planar configuration.
+    info.photometric = get_string(ds, DCM_PhotometricInterpretation);
+    MEDVLP_CHECK(ds->findAndGetElement(DCM_PixelData, pixel_el).good() && pixel_el != nullptr, path,
+                 ": pixel data vanished while decoding");
+  }
+  MEDVLP_CHECK(info.rows > 0 && info.columns > 0, path, ": Rows and Columns must be positive, got ", info.rows, "x",
+               info.columns);
+  MEDVLP_CHECK(info.frames > 0, path, ": NumberOfFrames must be positive, got ", info.frames);
+  MEDVLP_CHECK(info.bits_allocated == 8 || info.bits_allocated == 16 || info.bits_allocated == 32, path,
+               ": BitsAllocated ", info.bits_allocated, " is not supported (expected 8, 16 or 32)");
+  MEDVLP_CHECK(info.bits_stored >= 1 && info.bits_stored <= info.bits_allocated, path, ": BitsStored ",
+               info.bits_stored, " must be within 1..BitsAllocated (", info.bits_allocated, ")");
+  const bool mono = info.photometric == "MONOCHROME1" || info.photometric == "MONOCHROME2";
+  MEDVLP_CHECK((mono && info.samples_per_pixel == 1) || (info.photometric == "RGB" && info.samples_per_pixel == 3),
+               path, ": photometric interpretation '", info.photometric, "' with ", info.samples_per_pixel,
+               " samples per pixel is not supported (expected MONOCHROME1/2 with 1 sample or RGB with 3)");
+  const int64_t bytes = info.bits_allocated / 8;
+  const int64_t frame_values = info.rows * info.columns * info.samples_per_pixel;
+  const int64_t expected = frame_values * info.frames * bytes;
+  const int64_t length = static_cast<int64_t>(pixel_el->getLength());
+  MEDVLP_CHECK(length >= expected, path, ": pixel data is truncated: ", length, " bytes, expected ", expected, " (",
+               info.frames, " frame(s) of ", info.rows, "x", info.columns, "x", info.samples_per_pixel, " at ",
+               info.bits_allocated, " bits)");
+
+  // Raw values in host order. DCMTK swaps 16-bit words to host order on access; 32-bit values
+  // of big-endian files arrive as two swapped words, which we recombine below.
+  at::Tensor raw;
+  if (bytes == 1) {
+    Uint8* p = nullptr;
+    MEDVLP_CHECK(pixel_el->getUint8Array(p).good() && p != nullptr, path, ": cannot read 8-bit pixel data");
+    raw = torch::from_blob(p, {expected}, torch::kUInt8).to(torch::kInt64);
+  } else {
+    Uint16* p = nullptr;
+    MEDVLP_CHECK(pixel_el->getUint16Array(p).good() && p != nullptr, path, ": cannot read pixel data words");
+    at::Tensor words = torch::from_blob(p, {expected / 2}, torch::kInt16).to(torch::kInt64).bitwise_and(0xFFFF);
+    if (bytes == 2) {
+      raw = words;
+    } else {
+      words = words.view({-1, 2});
+      const bool big = DcmXfer(l.xfer).getByteOrder() == EBO_BigEndian;
+      at::Tensor lo = words.select(1, big ? 1 : 0), hi = words.select(1, big ? 0 : 1);
+      raw = hi * 65536 + lo;
+    }
+  }
+  // Keep the stored bits and sign-extend them when PixelRepresentation says signed.
+  const int64_t mask = (int64_t{1} << info.bits_stored) - 1;
+  raw = raw.bitwise_and(mask);
+  if (info.is_signed) {
+    const int64_t sign = int64_t{1} << (info.bits_stored - 1);
+    raw = torch::where(raw.ge(sign), raw - (mask + 1), raw);
+  }
+  const auto planar = get_int(ds, DCM_PlanarConfiguration, 0);
+  at::Tensor frames;
+  if (info.samples_per_pixel == 1) {
+    frames = raw.view({info.frames, 1, info.rows, info.columns});
+  } else if (planar == 1) {
+    frames = raw.view({info.frames, info.samples_per_pixel, info.rows, info.columns});
+  } else {
+    frames = raw.view({info.frames, info.rows, info.columns, info.samples_per_pixel}).permute({0, 3, 1, 2});
+  }
+  at::Tensor values = frames.to(torch::kFloat64);
+  if (info.has_modality_lut_sequence && mono) {
+    apply_lut_sequence(ds, path, values);
+  } else if (mono) {
+    values = values * info.rescale_slope + info.rescale_intercept;
+  }
+  out.pixels = values.to(torch::kFloat32).contiguous();
+  return out;
+}
+
+at::Tensor to_display(const DicomImage& image, const VoiOptions& options, int64_t frame) {
+  const DicomInfo& info = image.info;
+  MEDVLP_CHECK(frame >= 0 && frame < image.pixels.size(0), info.path, ": frame ", frame, " out of range (",
+               image.pixels.size(0), " frames)");
+  at::Tensor x = image.pixels[frame].to(torch::kFloat64);
+  double c = 0, w = 0;
+  bool windowed = false;
+  if (options.center && options.width) {
+    c = *options.center;
+    w = *options.width;
+    windowed = true;
+  } else if (!info.window_center.empty() && !info.window_width.empty() && info.window_width[0] > 0) {
+    c = info.window_center[0];
+    w = info.window_width[0];
+    windowed = true;
+  }
+  at::Tensor y;
+  if (!windowed) {
+    const double lo = x.min().item<double>(), hi = x.max().item<double>();
+    y = hi > lo ? (x - lo) / (hi - lo) : torch::zeros_like(x);
+  } else if (info.voi_lut_function == "SIGMOID") {
+    MEDVLP_CHECK(w > 0, info.path, ": window width must be positive, got ", w);
+    y = torch::sigmoid(4.0 * (x - c) / w);
+  } else if (info.voi_lut_function == "LINEAR_EXACT") {
+    MEDVLP_CHECK(w > 0, info.path, ": window width must be positive, got ", w);
+    y = ((x - c) / w + 0.5).clamp(0.0, 1.0);
+  } else {
+    MEDVLP_CHECK(w >= 1, info.path, ": window width must be at least 1 for a LINEAR VOI function, got ", w);
+    y = w > 1 ? ((x - (c - 0.5)) / (w - 1) + 0.5).clamp(0.0, 1.0) : x.gt(c - 0.5).to(torch::kFloat64);
+  }
+  if (options.invert_monochrome1 && info.photometric == "MONOCHROME1") y = 1.0 - y;
+  return y.to(torch::kFloat32).contiguous();
+}
+
+namespace {
+
+// Decimal strings (DS) hold at most 16 characters.
+std::string ds_string(std::initializer_list<double> values) {
+  std::string out;
+  for (double v : values) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.8g", v);
+    if (!out.empty()) out += "\\";
+    out += buf;
+  }
+  return out;
+}
+
+std::string new_uid() {
+  char uid[100];
+  dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
+  return uid;
+}
+
+}  // namespace
+
+void write_dicom(const std::string& path, const DicomWriteSpec& spec) {
+  init_dcmtk();
+  MEDVLP_CHECK(spec.values.defined() && spec.values.dim() == 2, path, ": write_dicom expects [H,W] values");
+  MEDVLP_CHECK(spec.rescale_slope != 0, path, ": rescale slope must not be 0");
+  const at::Tensor stored = ((spec.values.to(torch::kCPU, torch::kFloat64) - spec.rescale_intercept) / spec.rescale_slope)
+                                .round()
+                                .clamp(-32768, 32767)
+                                .to(torch::kInt16)
+                                .contiguous();
+  DcmFileFormat file;
+  DcmDataset* ds = file.getDataset();
+  auto put = [&](const DcmTagKey& tag, const std::string& value) {
+    MEDVLP_CHECK(ds->putAndInsertString(tag, value.c_str()).good(), path, ": cannot set DICOM tag ",
+                 DcmTag(tag).getTagName(), " to '", value, "'");
+  };
+  put(DCM_SOPClassUID, spec.modality == "CT" ? UID_CTImageStorage : UID_SecondaryCaptureImageStorage);
+  put(DCM_SOPInstanceUID, spec.sop_uid.empty() ? new_uid() : spec.sop_uid);
+  put(DCM_StudyInstanceUID, spec.study_uid.empty() ? new_uid() : spec.study_uid);
+  put(DCM_SeriesInstanceUID, spec.series_uid.empty() ? new_uid() : spec.series_uid);
+  put(DCM_Modality, spec.modality);
+  put(DCM_PatientID, spec.patient_id);
+  put(DCM_InstanceNumber, std::to_string(spec.instance_number));
+  put(DCM_PhotometricInterpretation, "MONOCHROME2");
+  put(DCM_PixelSpacing, ds_string({spec.pixel_spacing[0], spec.pixel_spacing[1]}));
+  put(DCM_RescaleSlope, ds_string({spec.rescale_slope}));
+  put(DCM_RescaleIntercept, ds_string({spec.rescale_intercept}));
+  const auto& o = spec.image_orientation;
+  put(DCM_ImageOrientationPatient, ds_string({o[0], o[1], o[2], o[3], o[4], o[5]}));
+  if (spec.image_position) {
+    const auto& p = *spec.image_position;
+    put(DCM_ImagePositionPatient, ds_string({p[0], p[1], p[2]}));
+  }
+  if (spec.slice_thickness) put(DCM_SliceThickness, ds_string({*spec.slice_thickness}));
+  if (spec.window_center && spec.window_width) {
+    put(DCM_WindowCenter, ds_string({*spec.window_center}));
+    put(DCM_WindowWidth, ds_string({*spec.window_width}));
+  }
+  const auto rows = static_cast<Uint16>(stored.size(0)), cols = static_cast<Uint16>(stored.size(1));
+  MEDVLP_CHECK(stored.size(0) <= 65535 && stored.size(1) <= 65535, path, ": image too large for DICOM");
+  ds->putAndInsertUint16(DCM_Rows, rows);
+  ds->putAndInsertUint16(DCM_Columns, cols);
+  ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds->putAndInsertUint16(DCM_BitsAllocated, 16);
+  ds->putAndInsertUint16(DCM_BitsStored, 16);
+  ds->putAndInsertUint16(DCM_HighBit, 15);
+  ds->putAndInsertUint16(DCM_PixelRepresentation, 1);
+  MEDVLP_CHECK(ds->putAndInsertUint16Array(DCM_PixelData, reinterpret_cast<const Uint16*>(stored.data_ptr<int16_t>()),
+                                           static_cast<unsigned long>(stored.numel()))
+                   .good(),
+               path, ": cannot store pixel data");
+  const std::string tmp = path + ".partial";
+  const OFCondition st = file.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
+  MEDVLP_CHECK(st.good(), path, ": cannot write DICOM file (", st.text(), ")");
+  MEDVLP_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot rename ", tmp, " into place");
+}
+
+}  // namespace medvlp::io

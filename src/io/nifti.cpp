@@ -1,0 +1,202 @@
+#include "medvlp/io/nifti.h"
+
+#include <nifti2_io.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <mutex>
+
+#include <torch/torch.h>
+
+#include "medvlp/core/error.h"
+
+namespace medvlp::io {
+namespace {
+
+struct NimFree {
+  void operator()(nifti_image* nim) const { nifti_image_free(nim); }
+};
+using NimPtr = std::unique_ptr<nifti_image, NimFree>;
+
+// nifticlib keeps its debug level in a global; set it once (quiet: we report errors ourselves).
+void init_nifti() {
+  static std::once_flag once;
+  std::call_once(once, [] { nifti_set_debug_level(0); });
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+int64_t file_size(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  return in ? static_cast<int64_t>(in.tellg()) : -1;
+}
+
+// The gzip trailer's ISIZE: the uncompressed size modulo 2^32 (of the last member).
+int64_t gzip_isize(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(-4, std::ios::end);
+  unsigned char b[4];
+  if (!in.read(reinterpret_cast<char*>(b), 4)) return -1;
+  return static_cast<int64_t>(b[0]) | static_cast<int64_t>(b[1]) << 8 | static_cast<int64_t>(b[2]) << 16 |
+         static_cast<int64_t>(b[3]) << 24;
+}
+
+at::ScalarType torch_type(int datatype, const std::string& path) {
+  switch (datatype) {
+    case DT_UINT8: return torch::kUInt8;
+    case DT_INT8: return torch::kInt8;
+    case DT_INT16: return torch::kInt16;
+    case DT_INT32: return torch::kInt32;
+    case DT_INT64: return torch::kInt64;
+    case DT_FLOAT32: return torch::kFloat32;
+    case DT_FLOAT64: return torch::kFloat64;
+    // Unsigned types wider than 8 bits have no torch dtype in 1.13; they are widened below.
+    case DT_UINT16: return torch::kInt32;
+    case DT_UINT32: return torch::kInt64;
+    default:
+      throw Error(path + ": NIfTI datatype " + std::to_string(datatype) + " (" + nifti_datatype_string(datatype) +
+                  ") is not supported (expected an integer or float scalar type)");
+  }
+}
+
+// nibabel's base affine when neither sform nor qform is set: pixdim on the diagonal, x flipped,
+// origin at the volume centre.
+Affine base_affine(const nifti_image* nim) {
+  Affine a{};
+  const int64_t n[3] = {nim->nx, nim->ny, nim->nz};
+  const double z[3] = {nim->dx != 0 ? nim->dx : 1.0, nim->dy != 0 ? nim->dy : 1.0, nim->dz != 0 ? nim->dz : 1.0};
+  for (int i = 0; i < 3; ++i) {
+    const double zoom = i == 0 ? -z[i] : z[i];
+    a[i][i] = zoom;
+    a[i][3] = -(static_cast<double>(n[i]) - 1.0) / 2.0 * zoom;
+  }
+  a[3][3] = 1.0;
+  return a;
+}
+
+}  // namespace
+
+Volume read_nifti(const std::string& path) {
+  init_nifti();
+  const int64_t size = file_size(path);
+  MEDVLP_CHECK(size >= 0, path, ": cannot open NIfTI file (missing or unreadable)");
+  const bool gz = ends_with(path, ".gz");
+  NimPtr nim(nifti_image_read(path.c_str(), /*read_data=*/0));
+  MEDVLP_CHECK(nim != nullptr, path, ": not a readable NIfTI file (bad or truncated header",
+               gz ? ", or not gzip data" : "", ")");
+  MEDVLP_CHECK(nim->ndim >= 1 && nim->nx > 0 && nim->ny > 0 && nim->nz > 0, path,
+               ": NIfTI dimensions must be positive, got ", nim->nx, "x", nim->ny, "x", nim->nz);
+  const int64_t extra = nim->nvox / (nim->nx * nim->ny * nim->nz);
+  MEDVLP_CHECK(extra == 1, path, ": expected a 3D volume, got ", nim->ndim, " dimensions with ", extra,
+               " volumes (", nim->nx, "x", nim->ny, "x", nim->nz, "x", extra, ")");
+  const at::ScalarType stored = torch_type(nim->datatype, path);
+  // Check that the data is there before nifticlib allocates for it: a corrupt header must not
+  // become a multi-gigabyte allocation.
+  const int64_t need = nim->iname_offset + nim->nvox * nim->nbyper;
+  if (!gz) {
+    MEDVLP_CHECK(need <= size, path, ": NIfTI file is truncated: ", size, " bytes, header needs ", need);
+  } else if (need < (int64_t{1} << 32)) {
+    const int64_t isize = gzip_isize(path);
+    MEDVLP_CHECK(isize >= need, path, ": NIfTI file is truncated: ", isize,
+                 " bytes after decompression, header needs ", need);
+  }
+  MEDVLP_CHECK(nifti_image_load(nim.get()) == 0 && nim->data != nullptr, path,
+               ": cannot read NIfTI voxel data (truncated or corrupt", gz ? " gzip stream" : "", ")");
+
+  at::Tensor raw;
+  const int64_t nvox = nim->nvox;
+  if (nim->datatype == DT_UINT16) {
+    raw = torch::from_blob(nim->data, {nvox}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF);
+  } else if (nim->datatype == DT_UINT32) {
+    raw = torch::from_blob(nim->data, {nvox}, torch::kInt32).to(torch::kInt64).bitwise_and(int64_t{0xFFFFFFFF});
+  } else {
+    raw = torch::from_blob(nim->data, {nvox}, stored);
+  }
+  at::Tensor data = raw.to(torch::kFloat64);
+  // nibabel: a zero or non-finite slope means "no scaling".
+  const double slope = nim->scl_slope, inter = nim->scl_inter;
+  if (slope != 0 && std::isfinite(slope)) {
+    MEDVLP_CHECK(std::isfinite(inter), path, ": NIfTI scl_slope is valid but scl_inter is ", inter);
+    data = data * slope + inter;
+  }
+  Volume v;
+  v.data = data.to(torch::kFloat32).view({nim->nz, nim->ny, nim->nx}).contiguous();
+  if (nim->sform_code > 0) {
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 4; ++c) v.affine[r][c] = nim->sto_xyz.m[r][c];
+  } else if (nim->qform_code > 0) {
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 4; ++c) v.affine[r][c] = nim->qto_xyz.m[r][c];
+  } else {
+    v.affine = base_affine(nim.get());
+  }
+  for (int a = 0; a < 3; ++a) {
+    const double norm = std::sqrt(v.affine[0][a] * v.affine[0][a] + v.affine[1][a] * v.affine[1][a] +
+                                  v.affine[2][a] * v.affine[2][a]);
+    v.spacing[2 - a] = norm;
+  }
+  for (double s : v.spacing) MEDVLP_CHECK(std::isfinite(s), path, ": NIfTI affine is not finite");
+  return v;
+}
+
+void write_nifti(const std::string& path, const Volume& volume, const std::string& datatype) {
+  init_nifti();
+  MEDVLP_CHECK(ends_with(path, ".nii") || ends_with(path, ".nii.gz"), path, ": NIfTI file name must end in .nii or .nii.gz");
+  MEDVLP_CHECK(volume.data.defined() && volume.data.dim() == 3, path, ": expected a [D,H,W] volume");
+  int dt = 0;
+  at::Tensor data;
+  if (datatype == "float32") {
+    dt = DT_FLOAT32;
+    data = volume.data.to(torch::kCPU, torch::kFloat32).contiguous();
+  } else if (datatype == "int16") {
+    dt = DT_INT16;
+    data = volume.data.to(torch::kCPU, torch::kFloat32).round().clamp(-32768, 32767).to(torch::kInt16).contiguous();
+  } else {
+    throw Error(path + ": NIfTI datatype must be float32 or int16, got '" + datatype + "'");
+  }
+  const int64_t dims[8] = {3, volume.data.size(2), volume.data.size(1), volume.data.size(0), 1, 1, 1, 1};
+  NimPtr nim(nifti_make_new_nim(dims, dt, /*data_fill=*/0));
+  MEDVLP_CHECK(nim != nullptr, path, ": cannot create NIfTI header");
+  // nifticlib frees nim->data with the image; give it its own copy.
+  const size_t bytes = static_cast<size_t>(data.numel()) * data.element_size();
+  nim->data = std::calloc(1, bytes == 0 ? 1 : bytes);
+  MEDVLP_CHECK(nim->data != nullptr, path, ": out of memory");
+  std::memcpy(nim->data, data.data_ptr(), bytes);
+  nifti_dmat44 m;
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) m.m[r][c] = volume.affine[r][c];
+  nim->sto_xyz = m;
+  nim->sto_ijk = nifti_dmat44_inverse(m);
+  nim->sform_code = NIFTI_XFORM_SCANNER_ANAT;
+  double qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac;
+  nifti_dmat44_to_quatern(m, &qb, &qc, &qd, &qx, &qy, &qz, &dx, &dy, &dz, &qfac);
+  nim->quatern_b = qb;
+  nim->quatern_c = qc;
+  nim->quatern_d = qd;
+  nim->qoffset_x = qx;
+  nim->qoffset_y = qy;
+  nim->qoffset_z = qz;
+  nim->qfac = qfac;
+  nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
+  nim->dx = nim->pixdim[1] = dx;
+  nim->dy = nim->pixdim[2] = dy;
+  nim->dz = nim->pixdim[3] = dz;
+  nim->pixdim[0] = qfac;
+  nim->xyz_units = NIFTI_UNITS_MM;
+  nim->scl_slope = 1.0;
+  nim->scl_inter = 0.0;
+  // Write next to the target and rename, so that a crash never leaves half a file under its name.
+  const std::string tmp = path.substr(0, path.size() - (ends_with(path, ".gz") ? 7 : 4)) + ".partial" +
+                          (ends_with(path, ".gz") ? ".nii.gz" : ".nii");
+  MEDVLP_CHECK(nifti_set_filenames(nim.get(), tmp.c_str(), 0, 1) == 0, path, ": cannot set NIfTI file name");
+  nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
+  nifti_image_write(nim.get());
+  MEDVLP_CHECK(file_size(tmp) > 0, path, ": cannot write NIfTI file");
+  MEDVLP_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot rename ", tmp, " into place");
+}
+
+}  // namespace medvlp::io

@@ -1,0 +1,211 @@
+"""`medvlp inspect --save` decodes DICOM like pydicom and NIfTI like nibabel.
+
+DICOM: pydicom's own test files (Debian python3-pydicom ships them) of every transfer syntax
+medvlp decodes, plus files written at test time: a CT slice compressed by DCMTK's command-line
+tools (dcmcjpeg, dcmcjpls, dcmcrle, dcmconv; Debian package dcmtk) into each syntax. Values are
+compared with pydicom's pixel_array + apply_modality_lut (JPEG/JPEG-LS through python3-gdcm).
+NIfTI: volumes written by nibabel in several dtypes, scalings, affines (sform, qform only,
+neither), endianness and .nii/.nii.gz; data, affine and the RAS reorientation are compared with
+get_fdata(), .affine and as_closest_canonical().
+
+Usage: image_io_check.py MEDVLP_BINARY WORK_DIR. Exit 77 (skip) without pydicom/nibabel.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+try:
+    import numpy as np
+    import torch
+    import pydicom
+    from pydicom.pixel_data_handlers.util import apply_modality_lut
+    import nibabel as nib
+except ImportError as e:  # pragma: no cover
+    print(f"skip: {e}")
+    sys.exit(77)
+
+sys.path.insert(0, os.path.dirname(__file__))
+import st_io  # noqa: E402
+
+BIN, WORK = sys.argv[1], sys.argv[2]
+TEST_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
+failures = []
+
+
+def medvlp(path):
+    out = os.path.join(WORK, "out.safetensors")
+    r = subprocess.run([BIN, "inspect", "--json", "--save", out, path], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"medvlp inspect {path} failed: {r.stderr.strip()}")
+    return json.loads(r.stdout), st_io.load(out)
+
+
+def pydicom_values(path):
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    spp = int(ds.get("SamplesPerPixel", 1))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if spp == 1:
+        arr = apply_modality_lut(arr, ds).astype(np.float64)
+        arr = arr.reshape(frames, 1, int(ds.Rows), int(ds.Columns))
+    else:
+        if str(ds.PhotometricInterpretation).startswith("YBR"):
+            # pydicom 2.x leaves JPEG's YCbCr as is; DCMTK's decoder converts to RGB.
+            from pydicom.pixel_data_handlers.util import convert_color_space
+            arr = convert_color_space(arr, "YBR_FULL", "RGB")
+        arr = arr.reshape(frames, int(ds.Rows), int(ds.Columns), spp).transpose(0, 3, 1, 2).astype(np.float64)
+    return ds, arr
+
+
+def check_dicom(path, label, tol=0.0):
+    try:
+        ds, ref = pydicom_values(path)
+    except Exception as e:  # pydicom cannot decode it here: nothing to compare against
+        print(f"  {label}: pydicom cannot decode ({type(e).__name__}), not compared")
+        return
+    try:
+        meta, saved = medvlp(path)
+    except RuntimeError as e:
+        failures.append(f"{label}: {e}")
+        return
+    ours = saved["pixels"].double().numpy()
+    if ours.shape != ref.shape:
+        failures.append(f"{label}: shape {ours.shape} vs pydicom {ref.shape}")
+        return
+    diff = np.abs(ours - ref).max() if ref.size else 0.0
+    scale = max(1.0, np.abs(ref).max())
+    if diff > tol + 1e-6 * scale:
+        failures.append(f"{label}: max |medvlp - pydicom| = {diff} (tolerance {tol})")
+    if meta["transfer_syntax"] != str(ds.file_meta.TransferSyntaxUID):
+        failures.append(f"{label}: transfer syntax {meta['transfer_syntax']} vs {ds.file_meta.TransferSyntaxUID}")
+    for key, ref_v in (("min", ref.min()), ("max", ref.max()), ("mean", ref.mean())):
+        if abs(meta[key] - ref_v) > tol + 1e-4 * scale:
+            failures.append(f"{label}: {key} {meta[key]} vs {ref_v}")
+    print(f"  {label}: {meta['transfer_syntax_name']}, shape {list(ours.shape)}, max diff {diff:g}")
+
+
+def dicom_checks():
+    # pydicom's files; JPEG lossy compared with a tolerance (two IDCT implementations).
+    shipped = {
+        "CT_small.dcm": 0, "MR_small.dcm": 0, "MR_small_bigendian.dcm": 0, "MR_small_implicit.dcm": 0,
+        "MR_small_expb.dcm": 0, "MR_small_RLE.dcm": 0, "MR_small_jpeg_ls_lossless.dcm": 0, "image_dfl.dcm": 0,
+        "rtdose.dcm": 0, "rtdose_1frame.dcm": 0,
+        "rtdose_rle.dcm": 0, "rtdose_expb.dcm": 0, "JPEG-lossy.dcm": 2, "JPGExtended.dcm": 2,
+        "SC_rgb_jpeg_dcmtk.dcm": 3, "SC_rgb_dcmtk_+eb+cr.dcm": 3, "SC_rgb_rle.dcm": 0, "SC_rgb_rle_16bit.dcm": 0, "SC_rgb_rle_2frame.dcm": 0, "SC_rgb_small_odd.dcm": 0,
+        "ExplVR_BigEnd.dcm": 0, "MR_small_padded.dcm": 0,
+    }
+    for name, tol in shipped.items():
+        path = os.path.join(TEST_FILES, name)
+        if os.path.exists(path):
+            check_dicom(path, name, tol)
+    # A CT slice in every syntax DCMTK's tools write; lossless ones must match the original exactly.
+    # Near-lossless JPEG-LS is written uninterleaved: DCMTK 3.6.7 cannot decode its own
+    # interleaved near-lossless colour output (dcmdjpls fails the same way).
+    ct, rgb = os.path.join(TEST_FILES, "CT_small.dcm"), os.path.join(TEST_FILES, "SC_rgb_small_odd.dcm")
+    tools = [("dcmconv", ["+te"], "explicit_le", 0, ct), ("dcmconv", ["+ti"], "implicit_le", 0, ct),
+             ("dcmconv", ["+tb"], "explicit_be", 0, ct), ("dcmconv", ["+td"], "deflated", 0, ct),
+             ("dcmcjpeg", ["+e1"], "jpeg_lossless_sv1", 0, ct), ("dcmcjpeg", ["+el"], "jpeg_lossless", 0, ct),
+             ("dcmcjpeg", ["+ee"], "jpeg_extended_12bit", 40, ct), ("dcmcjpls", ["+el"], "jpeg_ls_lossless", 0, ct),
+             ("dcmcjpls", ["+en", "+md", "2", "+in"], "jpeg_ls_near_lossless", 2, rgb), ("dcmcrle", [], "rle", 0, ct)]
+    made = 0
+    for tool, opts, label, tol, base in tools:
+        if shutil.which(tool) is None:
+            continue
+        out = os.path.join(WORK, f"ct_{label}.dcm")
+        r = subprocess.run([tool, *opts, base, out], capture_output=True, text=True)
+        if r.returncode != 0:
+            failures.append(f"{tool} {' '.join(opts)} failed: {r.stderr.strip()}")
+            continue
+        made += 1
+        if tol == 0 and label != "explicit_be":
+            # Lossless: compare with pydicom's decode of the uncompressed original too.
+            _, ref = pydicom_values(base)
+            _, saved = medvlp(out)
+            d = np.abs(saved["pixels"].double().numpy() - ref).max()
+            if d != 0:
+                failures.append(f"{label}: lossless decode differs from the original by {d}")
+        check_dicom(out, f"{os.path.basename(base)} as {label}", tol)
+    if made == 0:
+        print("  (dcmtk command-line tools missing: no re-encoded files)")
+
+
+def nifti_checks():
+    rng = np.random.default_rng(0)
+    cases = []
+    shape = (7, 6, 5)  # x, y, z
+    aff = np.array([[-0.8, 0.05, 0, 90], [0.02, 0.75, 0.1, -120], [0, -0.1, 2.5, -60], [0, 0, 0, 1]])
+    cases.append(("int16_scaled.nii.gz", np.int16, aff, 1, 1, (2.0, -1024.0), "<"))
+    cases.append(("float32.nii", np.float32, aff, 1, 0, None, "<"))
+    cases.append(("uint16_bigendian.nii", np.uint16, aff, 2, 2, None, ">"))
+    cases.append(("uint8_qform_only.nii.gz", np.uint8, aff, 0, 1, (0.5, 3.0), "<"))
+    cases.append(("float64_no_xform.nii", np.float64, aff, 0, 0, None, "<"))
+    # LPS- and PIR-like layouts exercise the reorientation.
+    lps = np.array([[1.2, 0, 0, -100], [0, 1.2, 0, -90], [0, 0, -3.0, 50], [0, 0, 0, 1]])
+    cases.append(("int32_lps.nii.gz", np.int32, lps, 1, 1, None, "<"))
+    pir = np.array([[0, 0, -1.0, 10], [-0.9, 0, 0, 20], [0, -1.1, 0, 30], [0, 0, 0, 1]])
+    cases.append(("int16_pir.nii", np.int16, pir, 2, 0, None, "<"))
+    for name, dtype, affine, scode, qcode, scale, order in cases:
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            data = rng.integers(max(info.min, -3000), min(info.max, 3000), size=shape).astype(dtype)
+        else:
+            data = (rng.standard_normal(shape) * 100).astype(dtype)
+        img = nib.Nifti1Image(data, affine)
+        hdr = img.header
+        if order == ">":
+            img = nib.Nifti1Image(data, affine, header=hdr.as_byteswapped(">"))
+        img.set_sform(affine, code=scode)
+        img.set_qform(affine, code=qcode)
+        if scale:
+            img.header.set_slope_inter(*scale)
+        path = os.path.join(WORK, name)
+        nib.save(img, path)
+        ref = nib.load(path)
+        meta, saved = medvlp(path)
+        ours = saved["data"].double().numpy()  # [z, y, x]
+        want = np.asarray(ref.get_fdata()).transpose(2, 1, 0)
+        d = np.abs(ours - want).max()
+        if d > 1e-4 * max(1.0, np.abs(want).max()):
+            failures.append(f"{name}: data differ from nibabel by {d}")
+        a = np.array(meta["affine"])
+        if np.abs(a - ref.affine).max() > 1e-4:
+            failures.append(f"{name}: affine {a.tolist()} vs nibabel {ref.affine.tolist()}")
+        codes = "".join(nib.aff2axcodes(ref.affine))
+        if meta["orientation"] != codes:
+            failures.append(f"{name}: orientation {meta['orientation']} vs nibabel {codes}")
+        print(f"  {name}: shape {meta['shape']}, {codes}, data diff {d:g}")
+        # Reorientation: medvlp's RAS copy, written out by medvlp as NIfTI, against as_closest_canonical.
+        ras_path = os.path.join(WORK, "ras_" + name)
+        r = subprocess.run([BIN, "inspect", "--json", "--ras", "--save", ras_path, path], capture_output=True, text=True)
+        if r.returncode != 0:
+            failures.append(f"medvlp inspect --ras {name}: {r.stderr.strip()}")
+            continue
+        if json.loads(r.stdout)["orientation"] != "RAS":
+            failures.append(f"{name}: --ras gave {json.loads(r.stdout)['orientation']}")
+        canon = nib.as_closest_canonical(ref)
+        ours = nib.load(ras_path)
+        cd = np.asarray(canon.get_fdata())
+        if ours.shape != canon.shape or np.abs(ours.get_fdata() - cd).max() > 1e-3 * max(1.0, np.abs(cd).max()):
+            failures.append(f"{name}: RAS data differ from as_closest_canonical")
+        elif np.abs(ours.affine - canon.affine).max() > 1e-3:
+            failures.append(f"{name}: RAS affine {ours.affine.tolist()} vs {canon.affine.tolist()}")
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    print("DICOM vs pydicom", pydicom.__version__)
+    dicom_checks()
+    print("NIfTI vs nibabel", nib.__version__)
+    nifti_checks()
+    if failures:
+        print("FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print("all agree")
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    sys.exit(main())
