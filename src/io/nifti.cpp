@@ -1,9 +1,11 @@
 #include "medvlp/io/nifti.h"
 
 #include <nifti2_io.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -78,6 +80,44 @@ Affine base_affine(const nifti_image* nim) {
   return a;
 }
 
+template <typename T>
+T load_as(const unsigned char* p, bool swap) {
+  unsigned char b[sizeof(T)];
+  for (size_t i = 0; i < sizeof(T); ++i) b[i] = p[swap ? sizeof(T) - 1 - i : i];
+  T v;
+  std::memcpy(&v, b, sizeof(T));
+  return v;
+}
+
+// nifticlib trusts the header's dimension fields (a negative dim[0] in a NIfTI-2 header smashes
+// its stack), so they are checked here first, on the raw (possibly gzip-compressed) bytes.
+void validate_header(const std::string& path) {
+  unsigned char h[540] = {};
+  int got = 0;
+  gzFile f = gzopen(path.c_str(), "rb");  // reads plain files as they are
+  MEDVLP_CHECK(f != nullptr, path, ": cannot open NIfTI file (missing or unreadable)");
+  got = gzread(f, h, sizeof h);
+  gzclose(f);
+  MEDVLP_CHECK(got >= 348, path, ": not a readable NIfTI file (", got < 0 ? 0 : got,
+               " header bytes, expected at least 348)");
+  const int32_t le = load_as<int32_t>(h, false), be = load_as<int32_t>(h, true);
+  const bool n1 = le == 348 || be == 348, n2 = le == 540 || be == 540;
+  MEDVLP_CHECK(n1 || (n2 && got >= 540), path, ": not a readable NIfTI file (sizeof_hdr is ", le,
+               ", expected 348 for NIfTI-1 or 540 for NIfTI-2)");
+  const bool swap = !(le == 348 || le == 540);
+  int64_t dim[8];
+  for (int i = 0; i < 8; ++i)
+    dim[i] = n1 ? load_as<int16_t>(h + 40 + 2 * i, swap) : load_as<int64_t>(h + 16 + 8 * i, swap);
+  MEDVLP_CHECK(dim[0] >= 1 && dim[0] <= 7, path, ": not a readable NIfTI file (dim[0] is ", dim[0],
+               ", expected 1..7)");
+  double voxels = 1;
+  for (int i = 1; i <= dim[0]; ++i) {
+    MEDVLP_CHECK(dim[i] >= 1, path, ": NIfTI dim[", i, "] is ", dim[i], ", expected a positive size");
+    voxels *= static_cast<double>(dim[i]);
+  }
+  MEDVLP_CHECK(voxels < 1e12, path, ": NIfTI header claims ", voxels, " voxels");
+}
+
 }  // namespace
 
 Volume read_nifti(const std::string& path) {
@@ -85,6 +125,7 @@ Volume read_nifti(const std::string& path) {
   const int64_t size = file_size(path);
   MEDVLP_CHECK(size >= 0, path, ": cannot open NIfTI file (missing or unreadable)");
   const bool gz = ends_with(path, ".gz");
+  validate_header(path);
   NimPtr nim(nifti_image_read(path.c_str(), /*read_data=*/0));
   MEDVLP_CHECK(nim != nullptr, path, ": not a readable NIfTI file (bad or truncated header",
                gz ? ", or not gzip data" : "", ")");
@@ -99,7 +140,13 @@ Volume read_nifti(const std::string& path) {
   const int64_t need = nim->iname_offset + nim->nvox * nim->nbyper;
   if (!gz) {
     MEDVLP_CHECK(need <= size, path, ": NIfTI file is truncated: ", size, " bytes, header needs ", need);
-  } else if (need < (int64_t{1} << 32)) {
+  } else {
+    // Deflate expands by at most 1032:1, which bounds what a small corrupt file can claim.
+    MEDVLP_CHECK(static_cast<double>(need) <= 1032.0 * static_cast<double>(size) + 65536.0, path,
+                 ": NIfTI file is truncated: header needs ", need, " bytes, more than ", size,
+                 " compressed bytes can hold");
+  }
+  if (gz && need < (int64_t{1} << 32)) {
     const int64_t isize = gzip_isize(path);
     MEDVLP_CHECK(isize >= need, path, ": NIfTI file is truncated: ", isize,
                  " bytes after decompression, header needs ", need);

@@ -1,6 +1,8 @@
 #include "medvlp/io/nifti.h"
 
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <torch/torch.h>
 
 #include "../testing_util.h"
@@ -82,6 +84,15 @@ TEST(Nifti, BadFilesGiveErrorsNamingTheFile) {
   const std::string gz = read_file(d + "/v.nii.gz");
   write_file_atomic(d + "/cut.nii.gz", gz.substr(0, gz.size() / 2));
   EXPECT_ERROR_CONTAINS(read_nifti(d + "/cut.nii.gz"), "cut.nii.gz: ");
+  // A NIfTI-2 header with a negative dim[0] (found by nifti_fuzz: it smashed nifticlib's stack).
+  std::string n2(540, '\0');
+  const int32_t hdr = 540;
+  const int64_t dim0 = -765;
+  std::memcpy(&n2[0], &hdr, 4);
+  std::memcpy(&n2[4], "n+2\0\r\n\032\n", 8);
+  std::memcpy(&n2[16], &dim0, 8);
+  write_file_atomic(d + "/neg.nii", n2 + std::string(64, '\0'));
+  EXPECT_ERROR_CONTAINS(read_nifti(d + "/neg.nii"), "neg.nii: not a readable NIfTI file (dim[0] is -765, expected 1..7)");
   write_file_atomic(d + "/junk.nii.gz", "not gzip at all, just text");
   EXPECT_ERROR_CONTAINS(read_nifti(d + "/junk.nii.gz"), "junk.nii.gz: ");
 }
