@@ -44,22 +44,12 @@ nlohmann::json inspect(const std::string& path, bool ras, io::TensorMap* saved, 
   nlohmann::json j;
   j["path"] = path;
   const std::string name = lower(path);
-  if (std::filesystem::is_directory(path)) {
-    io::Volume v = io::read_ct_series(path);
+  const bool series = std::filesystem::is_directory(path);
+  if (series || ends_with(name, ".nii") || ends_with(name, ".nii.gz")) {
+    io::Volume v = series ? io::read_ct_series(path) : io::read_nifti(path);
     if (ras) v = io::reorient_to_ras(v);
     *volume = v;
-    j["kind"] = "ct_series";
-    j["shape"] = v.data.sizes().vec();
-    j["spacing"] = {v.spacing[0], v.spacing[1], v.spacing[2]};
-    j["affine"] = affine_json(v.affine);
-    j["orientation"] = io::axis_codes(v.affine);
-    add_stats(j, v.data);
-    (*saved)["data"] = v.data;
-  } else if (ends_with(name, ".nii") || ends_with(name, ".nii.gz")) {
-    io::Volume v = io::read_nifti(path);
-    if (ras) v = io::reorient_to_ras(v);
-    *volume = v;
-    j["kind"] = "nifti";
+    j["kind"] = series ? "ct_series" : "nifti";
     j["shape"] = v.data.sizes().vec();
     j["spacing"] = {v.spacing[0], v.spacing[1], v.spacing[2]};
     j["affine"] = affine_json(v.affine);

@@ -181,11 +181,7 @@ Volume read_nifti(const std::string& path) {
   } else {
     v.affine = base_affine(nim.get());
   }
-  for (int a = 0; a < 3; ++a) {
-    const double norm = std::sqrt(v.affine[0][a] * v.affine[0][a] + v.affine[1][a] * v.affine[1][a] +
-                                  v.affine[2][a] * v.affine[2][a]);
-    v.spacing[2 - a] = norm;
-  }
+  v.spacing = affine_spacing(v.affine);
   for (double s : v.spacing) MEDVLP_CHECK(std::isfinite(s), path, ": NIfTI affine is not finite");
   return v;
 }

@@ -57,6 +57,12 @@ Affine diagonal_affine(const std::array<double, 3>& spacing_dhw) {
   return a;
 }
 
+std::array<double, 3> affine_spacing(const Affine& a) {
+  std::array<double, 3> out{};
+  for (int c = 0; c < 3; ++c) out[2 - c] = std::sqrt(a[0][c] * a[0][c] + a[1][c] * a[1][c] + a[2][c] * a[2][c]);
+  return out;
+}
+
 std::string axis_codes(const Affine& affine) {
   static const char* labels[3][2] = {{"L", "R"}, {"P", "A"}, {"I", "S"}};
   const Orientation o = io_orientation(affine);
@@ -93,11 +99,7 @@ Volume reorient_to_ras(const Volume& volume) {
       for (int k = 0; k < 4; ++k) sum += volume.affine[r][k] * t[k][c];
       out.affine[r][c] = sum;
     }
-  for (int a = 0; a < 3; ++a) {
-    const double norm = std::sqrt(out.affine[0][a] * out.affine[0][a] + out.affine[1][a] * out.affine[1][a] +
-                                  out.affine[2][a] * out.affine[2][a]);
-    out.spacing[2 - a] = norm;
-  }
+  out.spacing = affine_spacing(out.affine);
   return out;
 }
 

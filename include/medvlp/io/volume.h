@@ -2,6 +2,7 @@
 // A 3D scan with its geometry: what NIfTI files and CT series both become.
 
 #include <array>
+#include <string>
 
 #include <ATen/Tensor.h>
 
@@ -22,6 +23,9 @@ struct Volume {
 
 /// The identity with the given spacing on the diagonal (i along x, j along y, k along z).
 Affine diagonal_affine(const std::array<double, 3>& spacing_dhw);
+
+/// Voxel size along (d,h,w): the norms of the affine's k, j, i columns.
+std::array<double, 3> affine_spacing(const Affine& affine);
 
 /// The axis codes of an affine as nibabel's aff2axcodes writes them, e.g. "RAS" or "LPS":
 /// for voxel axes i, j, k, the world direction each one points to most.
