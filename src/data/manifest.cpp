@@ -81,7 +81,7 @@ Sample ManifestDataset::get(int64_t index, int64_t /*epoch*/) const {
   Sample s;
   s.id = e.id;
   s.patient_id = e.patient_id;
-  s.image = io::read_grey_image(e.image_path);
+  s.image = io::read_image(e.image_path);
   s.report = e.report;
   const auto k = static_cast<int64_t>(findings_.size());
   s.labels = e.labels.empty() ? torch::full({k}, -1.f) : torch::tensor(e.labels);

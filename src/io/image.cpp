@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "medvlp/core/error.h"
+#include "medvlp/io/dicom.h"
 
 #if MEDVLP_WITH_OPENCV
 #include <opencv2/imgcodecs.hpp>
@@ -10,6 +11,25 @@
 #endif
 
 namespace medvlp::io {
+
+namespace {
+bool has_dicom_extension(const std::string& path) {
+  std::string lower = path;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto ends = [&](const std::string& s) { return lower.size() >= s.size() && lower.compare(lower.size() - s.size(), s.size(), s) == 0; };
+  return ends(".dcm") || ends(".dicom");
+}
+}  // namespace
+
+at::Tensor read_image(const std::string& path) {
+  if (!has_dicom_extension(path) && !looks_like_dicom(path)) return read_grey_image(path);
+  at::Tensor shown = to_display(read_dicom(path));
+  if (shown.size(0) == 3) {
+    // ITU-R BT.601 luma, as OpenCV's RGB->GRAY.
+    shown = (0.299 * shown[0] + 0.587 * shown[1] + 0.114 * shown[2]).unsqueeze(0);
+  }
+  return shown.contiguous();
+}
 
 #if !MEDVLP_WITH_OPENCV
 at::Tensor read_grey_image(const std::string& path) {

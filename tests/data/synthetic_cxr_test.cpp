@@ -9,6 +9,7 @@
 
 #include "../testing_util.h"
 #include "medvlp/data/manifest.h"
+#include "medvlp/io/dicom.h"
 #include "medvlp/io/image.h"
 
 using namespace medvlp::data;
@@ -138,6 +139,30 @@ TEST(Manifest, MissingImagesAreSkippedAndCountedOrFatal) {
   EXPECT_EQ(skipping.skipped(), 1);
   EXPECT_ERROR_CONTAINS(ManifestDataset(dir.path() + "/manifest.jsonl", "train", cxr_findings(), MissingPolicy::kFail),
                         "manifest.jsonl:2: image file " + dir.path() + "/images/train_1.png does not exist");
+}
+
+TEST(Manifest, ReadsDicomImagesThroughTheirVoiWindow) {
+  medvlp::testing_util::TempDir dir;
+  medvlp::io::DicomWriteSpec spec;
+  spec.values = torch::linspace(0, 4095, 40 * 30, torch::kFloat64).view({40, 30});
+  spec.modality = "DX";
+  spec.window_center = 2000;
+  spec.window_width = 1000;
+  medvlp::io::write_dicom(dir.path() + "/cxr.dcm", spec);
+  {
+    std::ofstream(dir.path() + "/broken.dcm") << std::string(128, '\0') << "DICM" << "truncated";
+    std::ofstream m(dir.path() + "/manifest.jsonl");
+    m << R"({"id": "a", "image": "cxr.dcm", "report": "No effusion."})" << "\n";
+    m << R"({"id": "b", "image": "broken.dcm", "report": "No effusion."})" << "\n";
+  }
+  ManifestDataset d(dir.path() + "/manifest.jsonl", "train", cxr_findings());
+  const auto s = d.get(0, 0);
+  ASSERT_EQ(s.image.sizes(), (std::vector<int64_t>{1, 40, 30}));
+  const at::Tensor want = medvlp::io::to_display(medvlp::io::read_dicom(dir.path() + "/cxr.dcm"));
+  EXPECT_TRUE(torch::equal(s.image, want));
+  EXPECT_EQ(s.image.min().item<float>(), 0.0f);  // outside the window
+  EXPECT_EQ(s.image.max().item<float>(), 1.0f);
+  EXPECT_ERROR_CONTAINS(d.get(1, 0), "broken.dcm: ");
 }
 
 TEST(Manifest, CorruptImageAndBadLinesGiveClearErrors) {
