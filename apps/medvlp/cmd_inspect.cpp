@@ -10,21 +10,13 @@
 #include "medvlp/core/error.h"
 #include "medvlp/io/ct_series.h"
 #include "medvlp/io/dicom.h"
+#include "medvlp/io/files.h"
 #include "medvlp/io/image.h"
 #include "medvlp/io/nifti.h"
 #include "medvlp/io/safetensors.h"
 
 namespace medvlp::app {
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 nlohmann::json affine_json(const io::Affine& a) {
   nlohmann::json rows = nlohmann::json::array();
@@ -43,9 +35,8 @@ void add_stats(nlohmann::json& j, const at::Tensor& values) {
 nlohmann::json inspect(const std::string& path, bool ras, io::TensorMap* saved, io::Volume* volume) {
   nlohmann::json j;
   j["path"] = path;
-  const std::string name = lower(path);
   const bool series = std::filesystem::is_directory(path);
-  if (series || ends_with(name, ".nii") || ends_with(name, ".nii.gz")) {
+  if (series || io::has_suffix(path, ".nii") || io::has_suffix(path, ".nii.gz")) {
     io::Volume v = series ? io::read_ct_series(path) : io::read_nifti(path);
     if (ras) v = io::reorient_to_ras(v);
     *volume = v;
@@ -56,7 +47,7 @@ nlohmann::json inspect(const std::string& path, bool ras, io::TensorMap* saved, 
     j["orientation"] = io::axis_codes(v.affine);
     add_stats(j, v.data);
     (*saved)["data"] = v.data;
-  } else if (ends_with(name, ".png") || ends_with(name, ".jpg") || ends_with(name, ".jpeg")) {
+  } else if (io::has_suffix(path, ".png") || io::has_suffix(path, ".jpg") || io::has_suffix(path, ".jpeg")) {
     const at::Tensor img = io::read_grey_image(path);
     j["kind"] = "image";
     j["shape"] = img.sizes().vec();
@@ -121,7 +112,7 @@ Action add_inspect(CLI::App& app) {
       if (args->json) std::cout << j.dump() << "\n";
       else print_text(j);
       if (args->save.empty()) continue;
-      if (ends_with(lower(args->save), ".nii") || ends_with(lower(args->save), ".nii.gz")) {
+      if (io::has_suffix(args->save, ".nii") || io::has_suffix(args->save, ".nii.gz")) {
         MEDVLP_CHECK(volume.data.defined(), args->save, ": only volumes (NIfTI, CT series) can be saved as NIfTI");
         io::write_nifti(args->save, volume);
       } else {

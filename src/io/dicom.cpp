@@ -62,8 +62,7 @@ std::vector<double> get_doubles(DcmItem* ds, const DcmTagKey& tag) {
       OFString s;
       if (el->getOFString(s, i).bad()) return {};
       try {
-        size_t used = 0;
-        v = std::stod(s.c_str(), &used);
+        v = std::stod(s.c_str());
       } catch (const std::exception&) {
         return {};
       }
@@ -183,8 +182,8 @@ void apply_lut_sequence(DcmDataset* ds, const std::string& path, at::Tensor& val
   MEDVLP_CHECK(data->getUint16Array(words).good() && words != nullptr, path, ": LUTData is not 16-bit");
   const int64_t have = static_cast<int64_t>(data->getLength() / 2);
   MEDVLP_CHECK(have >= entries, path, ": LUTData has ", have, " entries, LUTDescriptor says ", entries);
-  at::Tensor lut = torch::empty({entries}, torch::kFloat64);
-  for (int64_t i = 0; i < entries; ++i) lut[i] = static_cast<double>(words[i]);
+  const at::Tensor lut =
+      torch::from_blob(words, {entries}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF).to(torch::kFloat64);
   at::Tensor index = (values.to(torch::kInt64) - first).clamp(0, entries - 1);
   values = lut.index_select(0, index.flatten()).view(values.sizes());
 }
@@ -288,7 +287,7 @@ DicomImage read_dicom(const std::string& path) {
     if (bytes == 2) {
       store([p](int64_t i) { return static_cast<uint32_t>(p[i]); });
     } else {
-      const bool big = DcmXfer(l.xfer).getByteOrder() == EBO_BigEndian;
+      const bool big = x.getByteOrder() == EBO_BigEndian;
       const int lo = big ? 1 : 0, hi = big ? 0 : 1;
       store([p, lo, hi](int64_t i) { return static_cast<uint32_t>(p[2 * i + hi]) << 16 | p[2 * i + lo]; });
     }

@@ -1,5 +1,7 @@
 #include "medvlp/io/files.h"
 
+#include <cctype>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -70,6 +72,15 @@ void sync_directory(const std::string& path) {
   if (fd < 0) return;  // some filesystems refuse directory fds; the rename itself is still atomic
   ::fsync(fd);
   ::close(fd);
+}
+
+bool has_suffix(const std::string& path, const std::string& suffix) {
+  if (path.size() < suffix.size()) return false;
+  const size_t off = path.size() - suffix.size();
+  for (size_t i = 0; i < suffix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(path[off + i])) != std::tolower(static_cast<unsigned char>(suffix[i])))
+      return false;
+  return true;
 }
 
 }  // namespace medvlp::io

@@ -4,6 +4,7 @@
 
 #include "medvlp/core/error.h"
 #include "medvlp/io/dicom.h"
+#include "medvlp/io/files.h"
 
 #if MEDVLP_WITH_OPENCV
 #include <opencv2/imgcodecs.hpp>
@@ -12,17 +13,8 @@
 
 namespace medvlp::io {
 
-namespace {
-bool has_dicom_extension(const std::string& path) {
-  std::string lower = path;
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  auto ends = [&](const std::string& s) { return lower.size() >= s.size() && lower.compare(lower.size() - s.size(), s.size(), s) == 0; };
-  return ends(".dcm") || ends(".dicom");
-}
-}  // namespace
-
 at::Tensor read_image(const std::string& path) {
-  if (!has_dicom_extension(path) && !looks_like_dicom(path)) return read_grey_image(path);
+  if (!has_suffix(path, ".dcm") && !has_suffix(path, ".dicom") && !looks_like_dicom(path)) return read_grey_image(path);
   at::Tensor shown = to_display(read_dicom(path));
   if (shown.size(0) == 3) {
     // ITU-R BT.601 luma, as OpenCV's RGB->GRAY.

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "medvlp/core/error.h"
+#include "medvlp/io/files.h"
 
 namespace medvlp::io {
 namespace {
@@ -26,10 +27,6 @@ using NimPtr = std::unique_ptr<nifti_image, NimFree>;
 void init_nifti() {
   static std::once_flag once;
   std::call_once(once, [] { nifti_set_debug_level(0); });
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 int64_t file_size(const std::string& path) {
@@ -124,7 +121,7 @@ Volume read_nifti(const std::string& path) {
   init_nifti();
   const int64_t size = file_size(path);
   MEDVLP_CHECK(size >= 0, path, ": cannot open NIfTI file (missing or unreadable)");
-  const bool gz = ends_with(path, ".gz");
+  const bool gz = has_suffix(path, ".gz");
   validate_header(path);
   NimPtr nim(nifti_image_read(path.c_str(), /*read_data=*/0));
   MEDVLP_CHECK(nim != nullptr, path, ": not a readable NIfTI file (bad or truncated header",
@@ -188,7 +185,7 @@ Volume read_nifti(const std::string& path) {
 
 void write_nifti(const std::string& path, const Volume& volume, const std::string& datatype) {
   init_nifti();
-  MEDVLP_CHECK(ends_with(path, ".nii") || ends_with(path, ".nii.gz"), path, ": NIfTI file name must end in .nii or .nii.gz");
+  MEDVLP_CHECK(has_suffix(path, ".nii") || has_suffix(path, ".nii.gz"), path, ": NIfTI file name must end in .nii or .nii.gz");
   MEDVLP_CHECK(volume.data.defined() && volume.data.dim() == 3, path, ": expected a [D,H,W] volume");
   int dt = 0;
   at::Tensor data;
@@ -233,8 +230,8 @@ void write_nifti(const std::string& path, const Volume& volume, const std::strin
   nim->scl_slope = 1.0;
   nim->scl_inter = 0.0;
   // Write next to the target and rename, so that a crash never leaves half a file under its name.
-  const std::string tmp = path.substr(0, path.size() - (ends_with(path, ".gz") ? 7 : 4)) + ".partial" +
-                          (ends_with(path, ".gz") ? ".nii.gz" : ".nii");
+  const std::string tmp = path.substr(0, path.size() - (has_suffix(path, ".gz") ? 7 : 4)) + ".partial" +
+                          (has_suffix(path, ".gz") ? ".nii.gz" : ".nii");
   MEDVLP_CHECK(nifti_set_filenames(nim.get(), tmp.c_str(), 0, 1) == 0, path, ": cannot set NIfTI file name");
   nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
   nifti_image_write(nim.get());

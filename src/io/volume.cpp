@@ -25,7 +25,6 @@ Orientation io_orientation(const Affine& a) {
   at::Tensor u, s, v;
   std::tie(u, s, v) = torch::svd(rs);
   at::Tensor r = u.matmul(v.t());
-  // Columns of zero norm (degenerate axes) stay where they are.
   Orientation o;
   std::array<bool, 3> row_used{false, false, false}, col_used{false, false, false};
   auto acc = r.accessor<double, 2>();

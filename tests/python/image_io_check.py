@@ -32,6 +32,7 @@ import st_io  # noqa: E402
 BIN, WORK = sys.argv[1], sys.argv[2]
 TEST_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
 failures = []
+compared = []
 
 
 def medvlp(path):
@@ -83,6 +84,7 @@ def check_dicom(path, label, tol=0.0):
     for key, ref_v in (("min", ref.min()), ("max", ref.max()), ("mean", ref.mean())):
         if abs(meta[key] - ref_v) > tol + 1e-4 * scale:
             failures.append(f"{label}: {key} {meta[key]} vs {ref_v}")
+    compared.append(label)
     print(f"  {label}: {meta['transfer_syntax_name']}, shape {list(ours.shape)}, max diff {diff:g}")
 
 
@@ -199,6 +201,8 @@ def main():
     dicom_checks()
     print("NIfTI vs nibabel", nib.__version__)
     nifti_checks()
+    if not compared:
+        failures.append("no DICOM file was compared with pydicom (test files or decoders missing)")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1

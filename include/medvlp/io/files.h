@@ -11,6 +11,8 @@ std::string read_file(const std::string& path);
 void write_file_synced(const std::string& path, const std::string& bytes);
 /// Writes to "<path>.tmp", fsyncs, renames over `path`: readers see the old or the new file, never half.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+/// True when `path` ends with `suffix`, ignoring ASCII case (".nii.gz", ".DCM").
+bool has_suffix(const std::string& path, const std::string& suffix);
 /// Creates `path` and any missing parents (mkdir -p); medvlp::Error naming the folder that failed.
 void make_directories(const std::string& path);
 /// fsync on a directory, so a rename inside it survives a power loss.
