@@ -1,5 +1,7 @@
 #include "medvlp/core/config.h"
 
+#include <functional>
+
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -321,6 +323,21 @@ const json* ConfigNode::value(const std::string& key) const {
   state_->read.insert(key_path(key));
   if (it->is_null()) return nullptr;
   return &*it;
+}
+
+const json* ConfigNode::raw(const std::string& key) const {
+  const json* v = value(key);
+  if (v == nullptr) return nullptr;
+  // The caller interprets the whole value: its list items and map keys are read with it.
+  std::function<void(const json&, const std::string&)> mark = [&](const json& j, const std::string& path) {
+    state_->read.insert(path);
+    if (j.is_object())
+      for (auto it = j.begin(); it != j.end(); ++it) mark(it.value(), join_path(path, it.key()));
+    else if (j.is_array())
+      for (size_t i = 0; i < j.size(); ++i) mark(j[i], path + "[" + std::to_string(i) + "]");
+  };
+  mark(*v, key_path(key));
+  return v;
 }
 
 ConfigNode ConfigNode::at(const std::string& key) const {

@@ -5,7 +5,7 @@
 #include <torch/torch.h>
 
 #include "medvlp/core/error.h"
-#include "rng.h"
+#include "medvlp/data/rng.h"
 
 namespace medvlp::data {
 

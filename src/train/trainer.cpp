@@ -11,7 +11,7 @@
 #include <torch/torch.h>
 
 #include "../core/log.h"
-#include "../data/rng.h"
+#include "medvlp/data/rng.h"
 #include "medvlp/core/error.h"
 #include "medvlp/core/torch_compat.h"
 #include "medvlp/io/files.h"

@@ -82,6 +82,10 @@ class ConfigNode {
   std::vector<double> get_doubles(const std::string& key, const std::vector<double>& fallback) const;
   std::vector<int64_t> get_ints(const std::string& key, const std::vector<int64_t>& fallback) const;
 
+  /// The raw value of `key`, nullptr when absent; the key and everything under it count as read.
+  /// For keys that accept several shapes, such as a size given as one number or as a list.
+  const nlohmann::json* raw(const std::string& key) const;
+
   /// Throws medvlp::Error "<where>: <key>: <message>".
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
 

@@ -20,11 +20,12 @@ struct Box {
 struct Sample {
   std::string id;
   std::string patient_id;
-  at::Tensor image;           // [C,H,W] float
+  at::Tensor image;           // [C,H,W] float, or [C,D,H,W] for volumes
+  std::vector<double> spacing;  // mm per pixel along (D,)H,W when known, else empty
   std::string report;
   at::Tensor labels;          // [K] float, from the report
   at::Tensor truth;           // [K] float, image ground truth where known (synthetic data), else undefined
-  at::Tensor anatomy_masks;   // [A,H,W] float in {0,1}, or undefined
+  at::Tensor anatomy_masks;   // [A,H,W] or [A,D,H,W] float in {0,1}, or undefined
   std::vector<Box> boxes;
 };
 

@@ -18,6 +18,7 @@ inline uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0)
   return splitmix64(splitmix64(splitmix64(splitmix64(a) ^ b) ^ c) ^ d);
 }
 
+/// splitmix64 stream: uniform, Bernoulli, integer and normal draws (the transforms' and phantoms' generator).
 class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}
