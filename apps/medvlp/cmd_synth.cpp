@@ -1,8 +1,9 @@
-// medvlp synth --out DIR [--size N] [--seed S] [--train N --val N --test N]
+// medvlp synth --out DIR [--kind cxr|ct] [--size N] [--slices N] [--seed S] [--train N --val N --test N]
 #include <iostream>
 
 #include "commands.h"
 #include "medvlp/data/manifest.h"
+#include "medvlp/data/synthetic_ct.h"
 #include "medvlp/data/synthetic_cxr.h"
 
 namespace medvlp::app {
@@ -10,23 +11,35 @@ namespace medvlp::app {
 Action add_synth(CLI::App& app) {
   struct Args {
     std::string out, kind = "cxr";
-    data::SyntheticCxrOptions options;
+    int64_t size = 0, slices = 32, train = 200, val = 50, test = 100;
+    uint64_t seed = 0;
   };
   auto args = std::make_shared<Args>();
-  args->options.train_size = 200;
-  args->options.val_size = 50;
-  args->options.test_size = 100;
-  app.add_option("-o,--out", args->out, "output folder (images/ and manifest.jsonl)")->required();
-  app.add_option("--kind", args->kind, "phantom kind")->check(CLI::IsMember({"cxr"}));
-  app.add_option("--size", args->options.image_size, "image side in pixels")->check(CLI::Range(32, 2048));
-  app.add_option("--seed", args->options.seed, "generation seed");
-  app.add_option("--train", args->options.train_size, "training cases")->check(CLI::NonNegativeNumber);
-  app.add_option("--val", args->options.val_size, "validation cases")->check(CLI::NonNegativeNumber);
-  app.add_option("--test", args->options.test_size, "test cases")->check(CLI::NonNegativeNumber);
+  app.add_option("-o,--out", args->out, "output folder (images/, masks/ and manifest.jsonl)")->required();
+  app.add_option("--kind", args->kind, "cxr: PNG chest X-rays; ct: NIfTI CT volumes with organ label maps")
+      ->check(CLI::IsMember({"cxr", "ct"}));
+  app.add_option("--size", args->size, "image side in pixels (cxr default 96, ct default 64)")->check(CLI::Range(0, 2048));
+  app.add_option("--slices", args->slices, "CT slices (ct only)")->check(CLI::Range(8, 1024));
+  app.add_option("--seed", args->seed, "generation seed");
+  app.add_option("--train", args->train, "training cases")->check(CLI::NonNegativeNumber);
+  app.add_option("--val", args->val, "validation cases")->check(CLI::NonNegativeNumber);
+  app.add_option("--test", args->test, "test cases")->check(CLI::NonNegativeNumber);
   return [args] {
     int64_t total = 0;
-    for (auto split : {data::Split::kTrain, data::Split::kVal, data::Split::kTest})
-      total += data::write_synthetic_cxr(args->options, split, args->out);
+    for (auto split : {data::Split::kTrain, data::Split::kVal, data::Split::kTest}) {
+      if (args->kind == "cxr") {
+        data::SyntheticCxrOptions o;
+        if (args->size > 0) o.image_size = std::max<int64_t>(32, args->size);
+        o.seed = args->seed, o.train_size = args->train, o.val_size = args->val, o.test_size = args->test;
+        total += data::write_synthetic_cxr(o, split, args->out);
+      } else {
+        data::SyntheticCtOptions o;
+        const int64_t side = args->size > 0 ? std::max<int64_t>(8, args->size) : 64;
+        o.size = {args->slices, side, side};
+        o.seed = args->seed, o.train_size = args->train, o.val_size = args->val, o.test_size = args->test;
+        total += data::write_synthetic_ct(o, split, args->out);
+      }
+    }
     std::cout << "wrote " << total << " cases to " << args->out << "/manifest.jsonl\n";
     return 0;
   };

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -10,7 +12,10 @@
 #include "../core/log.h"
 #include "medvlp/core/error.h"
 #include "medvlp/io/files.h"
+#include "medvlp/io/ct_series.h"
 #include "medvlp/io/image.h"
+#include "medvlp/io/nifti.h"
+#include "medvlp/io/volume.h"
 
 namespace medvlp::data {
 
@@ -23,14 +28,26 @@ std::string parent_dir(const std::string& path) {
 
 bool file_exists(const std::string& path) {
   struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  return ::stat(path.c_str(), &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
 }
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_nifti(const std::string& path) { return io::has_suffix(path, ".nii") || io::has_suffix(path, ".nii.gz"); }
 
 }  // namespace
 
 ManifestDataset::ManifestDataset(const std::string& manifest_path, const std::string& split,
                                  std::vector<std::string> findings, MissingPolicy missing)
-    : findings_(std::move(findings)) {
+    : ManifestDataset(manifest_path, split, Options{std::move(findings), {}, missing, true}) {}
+
+ManifestDataset::ManifestDataset(const std::string& manifest_path, const std::string& split, Options options)
+    : options_(std::move(options)), manifest_path_(manifest_path) {
+  const auto& findings = options_.findings;
+  std::vector<ManifestEntry> entries;
   std::ifstream in(manifest_path);
   MEDVLP_CHECK(in, manifest_path, ": cannot open manifest");
   const std::string base = parent_dir(manifest_path);
@@ -50,43 +67,122 @@ ManifestDataset::ManifestDataset(const std::string& manifest_path, const std::st
                      j["report"].is_string(),
                  where, ": expected an object with string fields \"image\" and \"report\"");
     if (j.contains("split") && j["split"].get<std::string>() != split) continue;
-    Entry e;
+    ManifestEntry e;
+    e.where = where;
     e.id = j.value("id", "line" + std::to_string(line_no));
     e.patient_id = j.value("patient_id", e.id);
     const std::string image = j["image"].get<std::string>();
     e.image_path = !image.empty() && image[0] == '/' ? image : base + "/" + image;
     e.report = j["report"].get<std::string>();
+    if (j.contains("mask") && !options_.anatomies.empty()) {
+      MEDVLP_CHECK(j["mask"].is_string(), where, ": \"mask\" must be a path to a label-map volume");
+      const std::string mask = j["mask"].get<std::string>();
+      e.mask_path = !mask.empty() && mask[0] == '/' ? mask : base + "/" + mask;
+    }
     for (const char* key : {"labels", "truth"}) {
       std::vector<float>& dst = std::string(key) == "labels" ? e.labels : e.truth;
       if (!j.contains(key)) continue;
       MEDVLP_CHECK(j[key].is_object(), where, ": \"", key, "\" must map finding names to 1, 0 or -1");
-      dst.assign(findings_.size(), -1.f);
-      for (size_t k = 0; k < findings_.size(); ++k)
-        if (j[key].contains(findings_[k])) dst[k] = j[key][findings_[k]].get<float>();
+      dst.assign(findings.size(), -1.f);
+      for (size_t k = 0; k < findings.size(); ++k)
+        if (j[key].contains(findings[k])) dst[k] = j[key][findings[k]].get<float>();
     }
-    if (!file_exists(e.image_path)) {
-      if (missing == MissingPolicy::kFail) throw Error(where + ": image file " + e.image_path + " does not exist");
-      core::log_warn(where, ": image file ", e.image_path, " does not exist; skipping");
-      ++skipped_;
-      continue;
+    if (j.contains("boxes")) {
+      MEDVLP_CHECK(j["boxes"].is_array(), where, ": \"boxes\" must be a list of {finding, box: [x0,y0,x1,y1]}");
+      for (const auto& b : j["boxes"]) {
+        MEDVLP_CHECK(b.is_object() && b.contains("finding") && b.contains("box") && b["box"].is_array() &&
+                         b["box"].size() == 4,
+                     where, ": each box is {\"finding\": name, \"box\": [x0, y0, x1, y1]}");
+        const auto k = std::find(findings.begin(), findings.end(), b["finding"].get<std::string>());
+        if (k == findings.end()) continue;
+        e.boxes.push_back({k - findings.begin(), b["box"][0].get<float>(), b["box"][1].get<float>(),
+                           b["box"][2].get<float>(), b["box"][3].get<float>()});
+      }
     }
-    entries_.push_back(std::move(e));
+    entries.push_back(std::move(e));
   }
-  if (skipped_ > 0) core::log_warn(manifest_path, ": skipped ", skipped_, " entries with missing images");
+  keep_existing(std::move(entries));
+}
+
+ManifestDataset::ManifestDataset(const std::string& source, std::vector<ManifestEntry> entries, Options options)
+    : options_(std::move(options)), manifest_path_(source) {
+  keep_existing(std::move(entries));
+}
+
+void ManifestDataset::keep_existing(std::vector<ManifestEntry> entries) {
+  for (auto& e : entries) {
+    bool ok = true;
+    for (const std::string* path : {&e.image_path, &e.mask_path, &e.report_path}) {
+      if (path->empty() || file_exists(*path)) continue;
+      if (options_.missing == MissingPolicy::kFail) throw Error(e.where + ": file " + *path + " does not exist");
+      core::log_warn(e.where, ": file ", *path, " does not exist; skipping the entry");
+      ok = false;
+      break;
+    }
+    if (ok) entries_.push_back(std::move(e));
+    else ++missing_;
+  }
+  if (missing_ > 0) core::log_warn(manifest_path_, ": skipped ", missing_, " entries whose files are missing");
+}
+
+Sample ManifestDataset::load(const ManifestEntry& e) const {
+  Sample s;
+  s.id = e.id;
+  s.patient_id = e.patient_id;
+  if (is_nifti(e.image_path) || is_directory(e.image_path)) {
+    io::Volume v = is_nifti(e.image_path) ? io::read_nifti(e.image_path) : io::read_ct_series(e.image_path);
+    if (e.slope != 1.0 || e.intercept != 0.0) v.data = v.data * e.slope + e.intercept;
+    if (e.spacing.size() == 3) {
+      // The metadata's voxel size replaces the header's: rescale the affine's columns to match.
+      const auto old = io::affine_spacing(v.affine);
+      for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 3; ++c) v.affine[r][c] *= e.spacing[2 - c] / old[2 - c];
+      v.spacing = {e.spacing[0], e.spacing[1], e.spacing[2]};
+    }
+    if (options_.canonical) v = io::reorient_to_ras(v);
+    s.image = v.data.unsqueeze(0);
+    s.spacing = {v.spacing[0], v.spacing[1], v.spacing[2]};
+    if (!e.mask_path.empty()) {
+      io::Volume m = io::read_nifti(e.mask_path);
+      if (options_.canonical) m = io::reorient_to_ras(m);
+      MEDVLP_CHECK(m.data.sizes() == v.data.sizes(), e.mask_path, ": label map has shape ", m.data.sizes(),
+                   " but its image ", e.image_path, " has ", v.data.sizes());
+      const auto a = static_cast<int64_t>(options_.anatomies.size());
+      const at::Tensor values = m.data.round().to(torch::kInt64);
+      MEDVLP_CHECK(values.min().item<int64_t>() >= 0 && values.max().item<int64_t>() <= a, e.mask_path,
+                   ": label values must lie in [0, ", a, "] (one per configured anatomy)");
+      s.anatomy_masks =
+          torch::one_hot(values, a + 1).slice(-1, 1).permute({3, 0, 1, 2}).to(torch::kFloat32).contiguous();
+    }
+  } else {
+    s.image = io::read_image(e.image_path);
+  }
+  s.report = e.report_path.empty() ? e.report : e.report + io::read_file(e.report_path);
+  const auto k = static_cast<int64_t>(options_.findings.size());
+  s.labels = e.labels.empty() ? torch::full({k}, -1.f) : torch::tensor(e.labels);
+  if (!e.truth.empty()) s.truth = torch::tensor(e.truth);
+  s.boxes = e.boxes;
+  return s;
 }
 
 Sample ManifestDataset::get(int64_t index, int64_t /*epoch*/) const {
   MEDVLP_CHECK(index >= 0 && index < size(), "manifest dataset: index ", index, " out of range [0, ", size(), ")");
-  const Entry& e = entries_[static_cast<size_t>(index)];
-  Sample s;
-  s.id = e.id;
-  s.patient_id = e.patient_id;
-  s.image = io::read_image(e.image_path);
-  s.report = e.report;
-  const auto k = static_cast<int64_t>(findings_.size());
-  s.labels = e.labels.empty() ? torch::full({k}, -1.f) : torch::tensor(e.labels);
-  if (!e.truth.empty()) s.truth = torch::tensor(e.truth);
-  return s;
+  std::string last_error;
+  for (int64_t tried = 0; tried < size(); ++tried) {
+    const auto at = static_cast<size_t>((index + tried) % size());
+    const ManifestEntry& e = entries_[at];
+    try {
+      return load(e);
+    } catch (const Error& error) {
+      if (options_.missing == MissingPolicy::kFail) throw;
+      last_error = error.what();
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (unreadable_.insert(at).second)
+        core::log_warn(manifest_path_, ": entry ", e.id, " is unreadable (", error.what(), "); using the next entry (",
+                       unreadable_.size(), " unreadable so far)");
+    }
+  }
+  throw Error(manifest_path_ + ": no entry of this split could be read (last error: " + last_error + ")");
 }
 
 int64_t write_synthetic_cxr(const SyntheticCxrOptions& options, Split split, const std::string& dir) {

@@ -138,7 +138,7 @@ TEST(Manifest, MissingImagesAreSkippedAndCountedOrFatal) {
   EXPECT_EQ(skipping.size(), 2);
   EXPECT_EQ(skipping.skipped(), 1);
   EXPECT_ERROR_CONTAINS(ManifestDataset(dir.path() + "/manifest.jsonl", "train", cxr_findings(), MissingPolicy::kFail),
-                        "manifest.jsonl:2: image file " + dir.path() + "/images/train_1.png does not exist");
+                        "manifest.jsonl:2: file " + dir.path() + "/images/train_1.png does not exist");
 }
 
 TEST(Manifest, ReadsDicomImagesThroughTheirVoiWindow) {
@@ -162,7 +162,11 @@ TEST(Manifest, ReadsDicomImagesThroughTheirVoiWindow) {
   EXPECT_TRUE(torch::equal(s.image, want));
   EXPECT_EQ(s.image.min().item<float>(), 0.0f);  // outside the window
   EXPECT_EQ(s.image.max().item<float>(), 1.0f);
-  EXPECT_ERROR_CONTAINS(d.get(1, 0), "broken.dcm: ");
+  // Skipping: the unreadable entry is counted and replaced by the next readable one.
+  EXPECT_EQ(d.get(1, 0).id, "a");
+  EXPECT_EQ(d.skipped(), 1);
+  ManifestDataset strict(dir.path() + "/manifest.jsonl", "train", cxr_findings(), MissingPolicy::kFail);
+  EXPECT_ERROR_CONTAINS(strict.get(1, 0), "broken.dcm: ");
 }
 
 TEST(Manifest, CorruptImageAndBadLinesGiveClearErrors) {
@@ -173,8 +177,10 @@ TEST(Manifest, CorruptImageAndBadLinesGiveClearErrors) {
     std::ofstream m(dir.path() + "/manifest.jsonl");
     m << R"({"image": "bad.png", "report": "No effusion."})" << "\n";
   }
-  ManifestDataset d(dir.path() + "/manifest.jsonl", "train", cxr_findings());
+  ManifestDataset d(dir.path() + "/manifest.jsonl", "train", cxr_findings(), MissingPolicy::kFail);
   EXPECT_ERROR_CONTAINS(d.get(0, 0), "bad.png: cannot read image");
+  ManifestDataset skipping(dir.path() + "/manifest.jsonl", "train", cxr_findings());
+  EXPECT_ERROR_CONTAINS(skipping.get(0, 0), "no entry of this split could be read (last error: ");
   {
     std::ofstream m(dir.path() + "/broken.jsonl");
     m << "{\"image\": \"bad.png\"\n";

@@ -1,6 +1,8 @@
 #pragma once
 // JSONL manifests: medvlp's generic dataset format, one case per line.
 
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,26 +14,61 @@ namespace medvlp::data {
 /// What to do with a manifest line whose image file is missing or unreadable.
 enum class MissingPolicy { kSkip, kFail };
 
-/// Reads `{"id", "image", "report", "labels": {finding: 1|0|-1}, "split"}` lines.
-/// Image paths are relative to the manifest's folder; lines of other splits are ignored.
-/// A missing image is fatal or skipped with a warning (counted in skipped()).
+/// One case of a file-backed dataset: what a manifest line or a public dataset's tables say.
+struct ManifestEntry {
+  std::string where;  // origin for messages, e.g. "manifest.jsonl:12" or "train.csv:40"
+  std::string id, patient_id, image_path, mask_path, report;
+  std::string report_path;           // read when loaded and appended to `report` (MIMIC-CXR's text files)
+  std::vector<float> labels, truth;  // [K] in Options::findings order, or empty (labels: all -1)
+  std::vector<Box> boxes;            // in the image file's pixel coordinates
+  // Volume corrections from a dataset's metadata table (CT-RATE): voxel size along (d,h,w) replacing
+  // the header's, and a rescale applied to the stored values.
+  std::vector<double> spacing;
+  double slope = 1.0, intercept = 0.0;
+};
+
+/// Reads `{"id", "image", "report", "labels": {finding: 1|0|-1}, "split"}` lines, optionally with
+/// "patient_id", "truth" (like labels), "boxes" ([{"finding", "box": [x0,y0,x1,y1]}]) and "mask" (a NIfTI label map for volumes: value a + 1 marks
+/// anatomy a of `anatomies`). Paths are relative to the manifest's folder; lines of other splits are
+/// ignored. "image" may be a 2D image (PNG, JPEG, DICOM: [1,H,W] in [0,1]), a NIfTI volume or a folder
+/// of CT slices ([1,D,H,W] in the file's units, e.g. HU, with spacing; reoriented to RAS+ unless
+/// `canonical` is false).
+///
+/// An entry whose file is missing (checked when the manifest is read) or unreadable (found when it
+/// is loaded) is fatal with kFail; with kSkip it is logged, counted in skipped(), and an unreadable
+/// one is replaced by the next readable entry so that indices stay valid.
 class ManifestDataset : public Dataset {
  public:
+  struct Options {
+    std::vector<std::string> findings;
+    std::vector<std::string> anatomies;  // names of the label-map values 1..A; empty: masks are ignored
+    MissingPolicy missing = MissingPolicy::kSkip;
+    bool canonical = true;
+  };
+  ManifestDataset(const std::string& manifest_path, const std::string& split, Options options);
   ManifestDataset(const std::string& manifest_path, const std::string& split, std::vector<std::string> findings,
                   MissingPolicy missing = MissingPolicy::kSkip);
+  /// Entries from a dataset adapter; `source` names the dataset in messages.
+  ManifestDataset(const std::string& source, std::vector<ManifestEntry> entries, Options options);
   int64_t size() const override { return static_cast<int64_t>(entries_.size()); }
   Sample get(int64_t index, int64_t epoch) const override;
-  std::vector<std::string> findings() const override { return findings_; }
-  int64_t skipped() const { return skipped_; }
+  std::vector<std::string> findings() const override { return options_.findings; }
+  std::vector<std::string> anatomies() const override { return options_.anatomies; }
+  /// Entries left out: missing files at construction plus unreadable ones met so far.
+  int64_t skipped() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return missing_ + static_cast<int64_t>(unreadable_.size());
+  }
 
  private:
-  struct Entry {
-    std::string id, patient_id, image_path, report;
-    std::vector<float> labels, truth;
-  };
-  std::vector<Entry> entries_;
-  std::vector<std::string> findings_;
-  int64_t skipped_ = 0;
+  void keep_existing(std::vector<ManifestEntry> entries);
+  Sample load(const ManifestEntry& e) const;
+  std::vector<ManifestEntry> entries_;
+  Options options_;
+  std::string manifest_path_;
+  int64_t missing_ = 0;
+  mutable std::mutex mutex_;
+  mutable std::set<size_t> unreadable_;  // entry positions found unreadable
 };
 
 /// Writes a phantom split as PNG files under `dir/images/` and appends its lines to `dir/manifest.jsonl`.

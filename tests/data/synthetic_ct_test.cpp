@@ -1,0 +1,177 @@
+// CT phantoms: anatomy where RAS+ says it is, findings drawn where reports say, NIfTI round trips.
+#include "medvlp/data/synthetic_ct.h"
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "../testing_util.h"
+#include "medvlp/core/config.h"
+#include "medvlp/data/build.h"
+#include "medvlp/data/manifest.h"
+#include "medvlp/io/nifti.h"
+#include "medvlp/text/report_parser.h"
+
+#ifndef MEDVLP_SOURCE_DIR
+#error "tests need MEDVLP_SOURCE_DIR"
+#endif
+
+namespace medvlp::data {
+namespace {
+
+int64_t organ(const std::string& name) {
+  const auto& a = ct_anatomies();
+  return std::find(a.begin(), a.end(), name) - a.begin();
+}
+
+// Mean voxel index of a mask along axis `axis` (0 = D, 1 = H, 2 = W).
+double mean_index(const at::Tensor& mask, int64_t axis) {
+  const at::Tensor idx = mask.nonzero().to(torch::kFloat64);
+  return idx.select(1, axis).mean().item<double>();
+}
+
+TEST(SyntheticCt, OrgansSitWhereRasPutsThemWithTheirDensities) {
+  SyntheticCtOptions o;
+  o.train_size = 3;
+  const CtCase c = render_ct_case(o, Split::kTrain, 1);
+  ASSERT_EQ(c.hu.sizes(), (std::vector<int64_t>{32, 64, 64}));
+  ASSERT_EQ(c.anatomy_masks.sizes(), (std::vector<int64_t>{9, 32, 64, 64}));
+  EXPECT_LE(c.anatomy_masks.sum(0).max().item<float>(), 1.f) << "organ masks overlap";
+  const at::Tensor m = c.anatomy_masks > 0.5;
+  // W runs left -> right, H posterior -> anterior, D inferior -> superior.
+  EXPECT_GT(mean_index(m[organ("right lung")], 2), mean_index(m[organ("left lung")], 2));
+  EXPECT_GT(mean_index(m[organ("liver")], 2), mean_index(m[organ("spleen")], 2));
+  EXPECT_GT(mean_index(m[organ("heart")], 1), mean_index(m[organ("aorta")], 1));
+  EXPECT_GT(mean_index(m[organ("right lung")], 0), mean_index(m[organ("liver")], 0));
+  EXPECT_GT(mean_index(m[organ("liver")], 0), mean_index(m[organ("right kidney")], 0));
+  auto median_hu = [&](const std::string& name) { return c.hu.masked_select(m[organ(name)]).median().item<float>(); };
+  EXPECT_NEAR(median_hu("left lung"), -850, 40);
+  EXPECT_NEAR(median_hu("liver"), 60, 15);
+  EXPECT_NEAR(median_hu("heart"), 45, 15);
+  EXPECT_GT(median_hu("bones"), 400);
+  EXPECT_TRUE(render_ct_case(o, Split::kTrain, 1).hu.equal(c.hu)) << "not deterministic";
+  EXPECT_FALSE(render_ct_case(o, Split::kTest, 1).hu.equal(c.hu)) << "splits share cases";
+}
+
+TEST(SyntheticCt, FindingsAreDrawnInTheReportedOrgans) {
+  SyntheticCtOptions o;
+  o.noise_hu = 0;  // exact densities
+  double heart_with = 0, heart_without = 0;
+  int n_with = 0, n_without = 0, checked_cysts = 0, checked_lesions = 0;
+  for (int64_t i = 0; i < 40; ++i) {
+    const CtCase c = render_ct_case(o, Split::kTrain, i);
+    const at::Tensor m = c.anatomy_masks > 0.5;
+    const std::string report = c.report();
+    const double heart = m[organ("heart")].sum().item<double>();
+    if (c.truth[3].item<float>() > 0) heart_with += heart, ++n_with;
+    else heart_without += heart, ++n_without;
+    // A kidney cyst (2 HU) lies in the kidney the report names; a normal kidney is 35 HU throughout.
+    for (const std::string side : {"right", "left"}) {
+      const bool named = report.find("cyst in the " + side + " kidney") != std::string::npos;
+      const int64_t cyst = (c.hu.masked_select(m[organ(side + " kidney")]) < 20).sum().item<int64_t>();
+      EXPECT_EQ(named, cyst > 0) << "case " << i << " " << side << ": " << report;
+      checked_cysts += named;
+    }
+    const bool lesion = c.truth[5].item<float>() > 0;
+    EXPECT_EQ(lesion, (c.hu.masked_select(m[organ("liver")]) < 30).sum().item<int64_t>() > 0) << report;
+    checked_lesions += lesion;
+    // A nodule or consolidation makes soft tissue inside the named lung; a clear lung has none
+    // above the effusion level.
+    for (const std::string side : {"right", "left"}) {
+      const bool clear = report.find("The " + side + " lung is clear.") != std::string::npos;
+      const bool effusion = report.find(side + " pleural effusion") != std::string::npos ||
+                            report.find("bilateral pleural effusions") != std::string::npos;
+      if (effusion) continue;
+      const int64_t dense = (c.hu.masked_select(m[organ(side + " lung")]) > -500).sum().item<int64_t>();
+      EXPECT_EQ(clear, dense == 0) << "case " << i << " " << side << ": " << report;
+    }
+  }
+  ASSERT_GT(n_with, 0);
+  ASSERT_GT(checked_cysts, 0);
+  ASSERT_GT(checked_lesions, 0);
+  EXPECT_GT(heart_with / n_with, 1.8 * heart_without / n_without) << "cardiomegaly should enlarge the heart ~1.3^3";
+}
+
+TEST(SyntheticCt, ReportParserRecoversTheLabels) {
+  const text::ReportParser parser(text::Lexicon::load(std::string(MEDVLP_SOURCE_DIR) + "/configs/lexicons/chest_ct.yaml"));
+  SyntheticCtOptions o;
+  int64_t decided = 0, total = 0;
+  for (int64_t i = 0; i < 60; ++i) {
+    const CtCase c = render_ct_case(o, Split::kVal, i);
+    const auto labels = parser.parse(c.report()).labels(ct_findings());
+    for (size_t k = 0; k < labels.size(); ++k) {
+      const float truth = c.truth[static_cast<int64_t>(k)].item<float>();
+      ++total;
+      if (truth > 0) {
+        EXPECT_EQ(labels[k], 1.f) << ct_findings()[k] << " in: " << c.report();
+      }
+      if (labels[k] >= 0) {
+        ++decided;
+        EXPECT_EQ(labels[k], truth) << ct_findings()[k] << " in: " << c.report();
+      }
+    }
+  }
+  EXPECT_GT(decided, total / 2) << "reports should state most absences too";
+}
+
+TEST(SyntheticCt, WritesNiftiAndManifestThatReadBackExactly) {
+  testing_util::TempDir dir;
+  SyntheticCtOptions o;
+  o.size = {12, 24, 20};
+  o.train_size = 3, o.val_size = 1, o.test_size = 1;
+  EXPECT_EQ(write_synthetic_ct(o, Split::kTrain, dir.path()), 3);
+  const io::Volume v = io::read_nifti(dir.path() + "/images/ct_train_2.nii.gz");
+  EXPECT_EQ(io::axis_codes(v.affine), "RAS");
+  const CtCase c = render_ct_case(o, Split::kTrain, 2);
+  EXPECT_TRUE(v.data.equal(c.hu.round()));
+  EXPECT_NEAR(v.spacing[0], 320.0 / 12, 1e-4);
+  EXPECT_NEAR(v.spacing[2], 400.0 / 20, 1e-4);
+
+  const core::Config config = core::Config::parse(
+      "data: {name: manifest, manifest: " + dir.path() +
+          "/manifest.jsonl, findings: [lung nodule, pleural effusion, consolidation, cardiomegaly, aortic aneurysm, "
+          "hepatic lesion, kidney cyst, splenomegaly], anatomies: [right lung, left lung, heart, aorta, liver, spleen, "
+          "right kidney, left kidney, bones], transforms: [{name: resample, spacing: 20}, {name: window, windows: [lung, "
+          "abdomen]}, {name: crop_pad, size: [16, 16, 16]}]}",
+      "test.yaml");
+  const DatasetPtr ds = build_dataset(config.root().at("data"), "train");
+  ASSERT_EQ(ds->size(), 3);
+  const Sample direct = ManifestDataset(dir.path() + "/manifest.jsonl", "train",
+                                        {ct_findings(), ct_anatomies(), MissingPolicy::kFail, true})
+                            .get(2, 0);
+  EXPECT_TRUE(direct.image[0].equal(c.hu.round()));
+  EXPECT_TRUE(direct.anatomy_masks.equal(c.anatomy_masks));
+  EXPECT_TRUE(direct.labels.equal(c.truth));
+  EXPECT_EQ(direct.report, c.report());
+  const Sample s = ds->get(2, 0);
+  EXPECT_EQ(s.image.sizes(), (std::vector<int64_t>{2, 16, 16, 16}));
+  EXPECT_EQ(s.anatomy_masks.sizes(), (std::vector<int64_t>{9, 16, 16, 16}));
+  EXPECT_EQ(s.spacing, (std::vector<double>{20, 20, 20}));
+}
+
+TEST(SyntheticCt, ManifestSkipsOrFailsOnMissingAndCorruptVolumes) {
+  testing_util::TempDir dir;
+  SyntheticCtOptions o;
+  o.size = {8, 16, 16};
+  o.train_size = 4, o.val_size = 1, o.test_size = 1;
+  write_synthetic_ct(o, Split::kTrain, dir.path());
+  ASSERT_EQ(std::remove((dir.path() + "/masks/ct_train_0.nii.gz").c_str()), 0);
+  {
+    std::ofstream bad(dir.path() + "/images/ct_train_2.nii.gz", std::ios::binary | std::ios::trunc);
+    bad << "not a volume";
+  }
+  ManifestDataset::Options skip{ct_findings(), ct_anatomies(), MissingPolicy::kSkip, true};
+  const ManifestDataset ds(dir.path() + "/manifest.jsonl", "train", skip);
+  EXPECT_EQ(ds.size(), 3);
+  EXPECT_EQ(ds.skipped(), 1);
+  EXPECT_EQ(ds.get(1, 0).id, "ct_train_3") << "the corrupt entry is replaced by the next one";
+  EXPECT_EQ(ds.skipped(), 2);
+  ManifestDataset::Options fail = skip;
+  fail.missing = MissingPolicy::kFail;
+  EXPECT_ERROR_CONTAINS(ManifestDataset(dir.path() + "/manifest.jsonl", "train", fail), "ct_train_0.nii.gz does not exist");
+}
+
+}  // namespace
+}  // namespace medvlp::data
