@@ -15,4 +15,5 @@ Action add_existence(CLI::App& app);
 Action add_parse_reports(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_inspect(CLI::App& app);
+Action add_build_shards(CLI::App& app);
 }  // namespace medvlp::app

@@ -1,7 +1,12 @@
 #include "medvlp/data/build.h"
 
+#include <algorithm>
+
 #include "medvlp/data/manifest.h"
+#include "medvlp/data/shards.h"
+#include "medvlp/data/synthetic_ct.h"
 #include "medvlp/data/synthetic_cxr.h"
+#include "medvlp/data/transforms.h"
 
 namespace medvlp::data {
 
@@ -10,11 +15,15 @@ core::Registry<DatasetPtr, const core::ConfigNode&, const std::string&>& dataset
   return registry;
 }
 
-DatasetPtr build_dataset(const core::ConfigNode& data, const std::string& split) {
+DatasetPtr build_dataset(const core::ConfigNode& data, const std::string& split, bool augment) {
   const std::string name = data.get_string("name");
   if (!dataset_registry().contains(name))
     data.fail("name", "unknown dataset \"" + name + "\"; known: " + core::join(dataset_registry().names()));
-  return dataset_registry().create(name, data, split);
+  DatasetPtr dataset = dataset_registry().create(name, data, split);
+  if (!data.has("transforms")) return dataset;
+  // Random steps augment the training split only; other splits get their evaluation form.
+  Compose transforms = build_transforms(data.at("transforms"), static_cast<uint64_t>(data.get_int("seed", 0, 0)));
+  return std::make_shared<TransformedDataset>(std::move(dataset), std::move(transforms), augment && split == "train");
 }
 
 namespace {
@@ -40,17 +49,47 @@ DatasetPtr make_synthetic_cxr(const core::ConfigNode& node, const std::string& s
   return std::make_shared<SyntheticCxrDataset>(o, parse_split(split));
 }
 
+DatasetPtr make_synthetic_ct(const core::ConfigNode& node, const std::string& split) {
+  SyntheticCtOptions o;
+  const auto size = node.get_ints("size", {o.size[0], o.size[1], o.size[2]});
+  if (size.size() != 3 || *std::min_element(size.begin(), size.end()) < 8)
+    node.fail("size", "expected [D, H, W] with every size >= 8");
+  const auto fov = node.get_doubles("field_of_view", {o.field_of_view[0], o.field_of_view[1], o.field_of_view[2]});
+  if (fov.size() != 3 || *std::min_element(fov.begin(), fov.end()) <= 0)
+    node.fail("field_of_view", "expected [D, H, W] in mm, all positive");
+  for (size_t a = 0; a < 3; ++a) o.size[a] = size[a], o.field_of_view[a] = fov[a];
+  o.seed = static_cast<uint64_t>(node.get_int("seed", 0, 0));
+  o.train_size = node.get_int("train_size", o.train_size, 1);
+  o.val_size = node.get_int("val_size", o.val_size, 1);
+  o.test_size = node.get_int("test_size", o.test_size, 1);
+  o.noise_hu = node.get_double("noise_hu", o.noise_hu, 0.0, 1000.0);
+  const core::ConfigNode prevalence = node.child("prevalence");
+  const auto& names = ct_findings();
+  for (const auto& key : prevalence.keys())
+    if (std::find(names.begin(), names.end(), key) == names.end())
+      prevalence.fail(key, "not a CT phantom finding; known: " + core::join(names));
+  for (size_t k = 0; k < names.size(); ++k)
+    o.prevalence[k] = prevalence.get_double(names[k], o.prevalence[k], 0.0, 1.0);
+  return std::make_shared<SyntheticCtDataset>(o, parse_split(split));
+}
+
 DatasetPtr make_manifest(const core::ConfigNode& node, const std::string& split) {
+  ManifestDataset::Options o;
   const std::string path = node.get_string("manifest");
-  const auto findings = node.get_strings("findings", cxr_findings());
-  const std::string missing = node.get_choice("missing", "skip", {"skip", "fail"});
-  return std::make_shared<ManifestDataset>(path, split, findings,
-                                           missing == "fail" ? MissingPolicy::kFail : MissingPolicy::kSkip);
+  o.findings = node.get_strings("findings", cxr_findings());
+  o.anatomies = node.get_strings("anatomies", {});
+  o.missing = node.get_choice("missing", "skip", {"skip", "fail"}) == "fail" ? MissingPolicy::kFail : MissingPolicy::kSkip;
+  o.canonical = node.get_choice("orientation", "ras", {"ras", "native"}) == "ras";
+  return std::make_shared<ManifestDataset>(path, split, std::move(o));
 }
 
 }  // namespace
 
 MEDVLP_REGISTER(dataset_registry(), "synthetic_cxr", make_synthetic_cxr);
 MEDVLP_REGISTER(dataset_registry(), "manifest", make_manifest);
+MEDVLP_REGISTER(dataset_registry(), "synthetic_ct", make_synthetic_ct);
+MEDVLP_REGISTER(dataset_registry(), "shards", [](const core::ConfigNode& node, const std::string& split) -> DatasetPtr {
+  return std::make_shared<ShardDataset>(node.get_string("dir") + "/" + split);
+});
 
 }  // namespace medvlp::data

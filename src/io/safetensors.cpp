@@ -1,7 +1,14 @@
 #include "medvlp/io/safetensors.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <limits>
 #include <vector>
 
@@ -44,7 +51,7 @@ void put_u64_le(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
-uint64_t get_u64_le(const std::string& bytes) {
+uint64_t get_u64_le(std::string_view bytes) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
   return v;
@@ -80,7 +87,12 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
   write_file_synced(path, out);
 }
 
-SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& name) {
+namespace {
+
+// Parses `size` bytes at `bytes`. With `keep` set, tensors view the bytes (which `keep` owns);
+// otherwise they are copies.
+SafetensorsFile parse_bytes(const char* bytes_ptr, size_t size, const std::string& name, std::shared_ptr<void> keep) {
+  const std::string_view bytes(bytes_ptr, size);
   MEDVLP_CHECK(bytes.size() >= 8, name, ": not a safetensors file (", bytes.size(),
                " bytes; expected at least an 8-byte header length)");
   const uint64_t header_len = get_u64_le(bytes);
@@ -90,7 +102,7 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& n
                " runs past the end of the file (", bytes.size(), " bytes; truncated?)");
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+    header = nlohmann::json::parse(bytes.data() + 8, bytes.data() + 8 + header_len);
   } catch (const nlohmann::json::exception& e) {
     throw Error(name + ": header is not valid JSON (" + e.what() + ")");
   }
@@ -156,12 +168,45 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& n
     MEDVLP_CHECK(ranges[i].first >= ranges[i - 1].second, name, ": tensor byte ranges overlap at offset ",
                  ranges[i].first);
   for (const Pending& p : pending) {
-    at::Tensor t = torch::empty(p.shape, torch::TensorOptions().dtype(p.dtype));
-    if (p.end > p.begin) std::memcpy(t.data_ptr(), data + p.begin, p.end - p.begin);
+    at::Tensor t;
+    if (keep && p.end > p.begin) {
+      t = torch::from_blob(const_cast<char*>(data + p.begin), p.shape, [keep](void*) {},
+                           torch::TensorOptions().dtype(p.dtype));
+    } else {
+      t = torch::empty(p.shape, torch::TensorOptions().dtype(p.dtype));
+      if (p.end > p.begin) std::memcpy(t.data_ptr(), data + p.begin, p.end - p.begin);
+    }
     file.tensors.emplace(p.name, t);
   }
   return file;
 }
+
+}  // namespace
+
+SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& name) {
+  return parse_bytes(bytes.data(), bytes.size(), name, nullptr);
+}
+
+SafetensorsFile map_safetensors(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  MEDVLP_CHECK(fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw Error(path + ": cannot stat (" + std::strerror(errno) + ")");
+  }
+  const auto size = static_cast<size_t>(st.st_size);
+  // Private, copy-on-write pages: a caller that writes into a tensor never changes the file.
+  void* base = size > 0 ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) : nullptr;
+  ::close(fd);
+  MEDVLP_CHECK(size == 0 || base != MAP_FAILED, path, ": cannot map (", std::strerror(errno), ")");
+  std::shared_ptr<void> keep(base, [size](void* p) {
+    if (p != nullptr) ::munmap(p, size);
+  });
+  return parse_bytes(static_cast<const char*>(base), size, path, keep);
+}
+
+
 
 SafetensorsFile load_safetensors(const std::string& path) { return parse_safetensors(read_file(path), path); }
 

@@ -12,7 +12,8 @@ namespace medvlp::data {
 /// Registry of dataset adapters: (the `data` node, split name) -> dataset.
 core::Registry<DatasetPtr, const core::ConfigNode&, const std::string&>& dataset_registry();
 
-/// Builds split `split` ("train", "val", "test") of the dataset named by `data.name`.
-DatasetPtr build_dataset(const core::ConfigNode& data, const std::string& split);
+/// Builds split `split` ("train", "val", "test") of the dataset named by `data.name`, with the
+/// `data.transforms` steps; random steps augment the train split only, and none when `augment` is false.
+DatasetPtr build_dataset(const core::ConfigNode& data, const std::string& split, bool augment = true);
 
 }  // namespace medvlp::data

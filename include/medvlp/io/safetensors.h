@@ -25,6 +25,10 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
 /// against the file size before any allocation, so a hostile file yields medvlp::Error, not a crash.
 SafetensorsFile load_safetensors(const std::string& path);
 
+/// Maps a file into memory (private copy-on-write pages) with the same checks as load_safetensors;
+/// the tensors view the mapping, which lives as long as any of them. For large read-mostly data.
+SafetensorsFile map_safetensors(const std::string& path);
+
 /// Parses an in-memory safetensors image; `name` is used in messages.
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& name);
 
