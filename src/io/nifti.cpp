@@ -10,6 +10,8 @@
 #include <memory>
 #include <mutex>
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "medvlp/core/error.h"
@@ -160,15 +162,24 @@ Volume read_nifti(const std::string& path) {
   } else {
     raw = torch::from_blob(nim->data, {nvox}, stored);
   }
-  at::Tensor data = raw.to(torch::kFloat64);
-  // nibabel: a zero or non-finite slope means "no scaling".
-  const double slope = nim->scl_slope, inter = nim->scl_inter;
+  // nibabel: a zero or non-finite slope means "no scaling". Scaling is done in double and rounded
+  // once to float, as nibabel's get_fdata(dtype=float32); one pass, no float64 volume in between.
+  double slope = nim->scl_slope, inter = nim->scl_inter;
   if (slope != 0 && std::isfinite(slope)) {
     MEDVLP_CHECK(std::isfinite(inter), path, ": NIfTI scl_slope is valid but scl_inter is ", inter);
-    data = data * slope + inter;
+  } else {
+    slope = 1.0, inter = 0.0;
   }
+  at::Tensor data = torch::empty({nvox}, torch::kFloat32);
+  float* out = data.data_ptr<float>();
+  AT_DISPATCH_ALL_TYPES(raw.scalar_type(), "read_nifti", [&] {
+    const scalar_t* in = raw.data_ptr<scalar_t>();
+    at::parallel_for(0, nvox, 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<float>(static_cast<double>(in[i]) * slope + inter);
+    });
+  });
   Volume v;
-  v.data = data.to(torch::kFloat32).view({nim->nz, nim->ny, nim->nx}).contiguous();
+  v.data = data.view({nim->nz, nim->ny, nim->nx});
   if (nim->sform_code > 0) {
     for (int r = 0; r < 4; ++r)
       for (int c = 0; c < 4; ++c) v.affine[r][c] = nim->sto_xyz.m[r][c];
