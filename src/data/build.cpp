@@ -1,6 +1,7 @@
 #include "medvlp/data/build.h"
 
 #include <algorithm>
+#include <array>
 
 #include "medvlp/data/manifest.h"
 #include "medvlp/data/shards.h"
@@ -28,6 +29,16 @@ DatasetPtr build_dataset(const core::ConfigNode& data, const std::string& split,
 
 namespace {
 
+// `prevalence: {finding: p}` over a phantom's findings; unknown names fail listing the known ones.
+template <size_t N>
+void read_prevalence(const core::ConfigNode& node, const std::vector<std::string>& names, std::array<double, N>& out) {
+  const core::ConfigNode prevalence = node.child("prevalence");
+  for (const auto& key : prevalence.keys())
+    if (std::find(names.begin(), names.end(), key) == names.end())
+      prevalence.fail(key, "not a phantom finding; known: " + core::join(names));
+  for (size_t k = 0; k < names.size() && k < N; ++k) out[k] = prevalence.get_double(names[k], out[k], 0.0, 1.0);
+}
+
 DatasetPtr make_synthetic_cxr(const core::ConfigNode& node, const std::string& split) {
   SyntheticCxrOptions o;
   o.image_size = node.get_int("image_size", o.image_size, 32, 2048);
@@ -39,13 +50,7 @@ DatasetPtr make_synthetic_cxr(const core::ConfigNode& node, const std::string& s
   o.hedge_rate = node.get_double("hedge_rate", o.hedge_rate, 0.0, 1.0 / 3.0);
   o.augment = node.get_bool("augment", o.augment);
   o.shuffle_sentences = node.get_bool("shuffle_sentences", o.shuffle_sentences);
-  const core::ConfigNode prevalence = node.child("prevalence");
-  const auto& names = cxr_findings();
-  for (const auto& key : prevalence.keys())
-    if (std::find(names.begin(), names.end(), key) == names.end())
-      prevalence.fail(key, "not a phantom finding; known: " + core::join(names));
-  for (size_t k = 0; k < names.size(); ++k)
-    o.prevalence[k] = prevalence.get_double(names[k], o.prevalence[k], 0.0, 1.0);
+  read_prevalence(node, cxr_findings(), o.prevalence);
   return std::make_shared<SyntheticCxrDataset>(o, parse_split(split));
 }
 
@@ -63,13 +68,7 @@ DatasetPtr make_synthetic_ct(const core::ConfigNode& node, const std::string& sp
   o.val_size = node.get_int("val_size", o.val_size, 1);
   o.test_size = node.get_int("test_size", o.test_size, 1);
   o.noise_hu = node.get_double("noise_hu", o.noise_hu, 0.0, 1000.0);
-  const core::ConfigNode prevalence = node.child("prevalence");
-  const auto& names = ct_findings();
-  for (const auto& key : prevalence.keys())
-    if (std::find(names.begin(), names.end(), key) == names.end())
-      prevalence.fail(key, "not a CT phantom finding; known: " + core::join(names));
-  for (size_t k = 0; k < names.size(); ++k)
-    o.prevalence[k] = prevalence.get_double(names[k], o.prevalence[k], 0.0, 1.0);
+  read_prevalence(node, ct_findings(), o.prevalence);
   return std::make_shared<SyntheticCtDataset>(o, parse_split(split));
 }
 
