@@ -148,11 +148,12 @@ Sample ManifestDataset::load(const ManifestEntry& e) const {
       MEDVLP_CHECK(m.data.sizes() == v.data.sizes(), e.mask_path, ": label map has shape ", m.data.sizes(),
                    " but its image ", e.image_path, " has ", v.data.sizes());
       const auto a = static_cast<int64_t>(options_.anatomies.size());
-      const at::Tensor values = m.data.round().to(torch::kInt64);
-      MEDVLP_CHECK(values.min().item<int64_t>() >= 0 && values.max().item<int64_t>() <= a, e.mask_path,
+      const at::Tensor values = m.data.round();
+      MEDVLP_CHECK(values.min().item<float>() >= 0 && values.max().item<float>() <= static_cast<float>(a), e.mask_path,
                    ": label values must lie in [0, ", a, "] (one per configured anatomy)");
-      s.anatomy_masks =
-          torch::one_hot(values, a + 1).slice(-1, 1).permute({3, 0, 1, 2}).to(torch::kFloat32).contiguous();
+      // One comparison per anatomy: a one-hot of int64 would take 8 (A+1) bytes per voxel.
+      s.anatomy_masks = torch::empty({a, values.size(0), values.size(1), values.size(2)});
+      for (int64_t i = 0; i < a; ++i) s.anatomy_masks[i].copy_(values == static_cast<float>(i + 1));
     }
   } else {
     s.image = io::read_image(e.image_path);
