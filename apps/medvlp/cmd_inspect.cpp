@@ -38,7 +38,7 @@ nlohmann::json inspect(const std::string& path, bool ras, io::TensorMap* saved, 
   const bool series = std::filesystem::is_directory(path);
   if (series || io::has_suffix(path, ".nii") || io::has_suffix(path, ".nii.gz")) {
     io::Volume v = series ? io::read_ct_series(path) : io::read_nifti(path);
-    if (ras) v = io::reorient_to_ras(v);
+    if (ras) v = io::reorient_to_ras(std::move(v));
     *volume = v;
     j["kind"] = series ? "ct_series" : "nifti";
     j["shape"] = v.data.sizes().vec();

@@ -139,12 +139,12 @@ Sample ManifestDataset::load(const ManifestEntry& e) const {
         for (int c = 0; c < 3; ++c) v.affine[r][c] *= e.spacing[2 - c] / old[2 - c];
       v.spacing = {e.spacing[0], e.spacing[1], e.spacing[2]};
     }
-    if (options_.canonical) v = io::reorient_to_ras(v);
+    if (options_.canonical) v = io::reorient_to_ras(std::move(v));
     s.image = v.data.unsqueeze(0);
     s.spacing = {v.spacing[0], v.spacing[1], v.spacing[2]};
     if (!e.mask_path.empty()) {
       io::Volume m = io::read_nifti(e.mask_path);
-      if (options_.canonical) m = io::reorient_to_ras(m);
+      if (options_.canonical) m = io::reorient_to_ras(std::move(m));
       MEDVLP_CHECK(m.data.sizes() == v.data.sizes(), e.mask_path, ": label map has shape ", m.data.sizes(),
                    " but its image ", e.image_path, " has ", v.data.sizes());
       const auto a = static_cast<int64_t>(options_.anatomies.size());

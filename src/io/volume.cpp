@@ -1,8 +1,10 @@
 #include "medvlp/io/volume.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 namespace medvlp::io {
@@ -70,19 +72,13 @@ std::string axis_codes(const Affine& affine) {
   return out;
 }
 
-Volume reorient_to_ras(const Volume& volume) {
-  const Orientation o = io_orientation(volume.affine);
+namespace {
+
+// The RAS affine for a volume whose voxels were flipped and permuted by orientation `o`.
+// `dhw` is the original shape.
+Volume with_ras_affine(const Affine& affine, at::IntArrayRef dhw, const Orientation& o, at::Tensor data) {
   // Voxel axis a (0=i/W, 1=j/H, 2=k/D) lives in tensor dim 2-a.
-  const int64_t n[3] = {volume.data.size(2), volume.data.size(1), volume.data.size(0)};
-  at::Tensor data = volume.data;
-  std::vector<int64_t> flip_dims;
-  for (int a = 0; a < 3; ++a)
-    if (o.sign[a] < 0) flip_dims.push_back(2 - a);
-  if (!flip_dims.empty()) data = data.flip(flip_dims);
-  // New voxel axis o.world[a] is old axis a: new tensor dim (2 - world[a]) takes old dim (2 - a).
-  std::vector<int64_t> perm(3);
-  for (int a = 0; a < 3; ++a) perm[2 - o.world[a]] = 2 - a;
-  data = data.permute(perm).contiguous();
+  const int64_t n[3] = {dhw[2], dhw[1], dhw[0]};
   // old_index = T * new_index: old_a = n_a - 1 - new_{world[a]} when flipped, else new_{world[a]}.
   Affine t{};
   t[3][3] = 1.0;
@@ -91,15 +87,74 @@ Volume reorient_to_ras(const Volume& volume) {
     if (o.sign[a] < 0) t[a][3] = static_cast<double>(n[a] - 1);
   }
   Volume out;
-  out.data = data;
+  out.data = std::move(data);
   for (int r = 0; r < 4; ++r)
     for (int c = 0; c < 4; ++c) {
       double sum = 0;
-      for (int k = 0; k < 4; ++k) sum += volume.affine[r][k] * t[k][c];
+      for (int k = 0; k < 4; ++k) sum += affine[r][k] * t[k][c];
       out.affine[r][c] = sum;
     }
   out.spacing = affine_spacing(out.affine);
   return out;
+}
+
+std::vector<int64_t> ras_permutation(const Orientation& o) {
+  // New voxel axis o.world[a] is old axis a: new tensor dim (2 - world[a]) takes old dim (2 - a).
+  std::vector<int64_t> perm(3);
+  for (int a = 0; a < 3; ++a) perm[2 - o.world[a]] = 2 - a;
+  return perm;
+}
+
+std::vector<int64_t> flip_dims(const Orientation& o) {
+  std::vector<int64_t> dims;
+  for (int a = 0; a < 3; ++a)
+    if (o.sign[a] < 0) dims.push_back(2 - a);
+  return dims;
+}
+
+// Reverses a contiguous float [D,H,W] tensor along `dims` by swapping in place: no second volume.
+void flip_in_place(at::Tensor& data, const std::vector<int64_t>& dims) {
+  const int64_t d = data.size(0), h = data.size(1), w = data.size(2);
+  float* p = data.data_ptr<float>();
+  for (int64_t dim : dims) {
+    if (dim == 2) {
+      at::parallel_for(0, d * h, 256, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) std::reverse(p + r * w, p + (r + 1) * w);
+      });
+    } else if (dim == 1) {
+      at::parallel_for(0, d, 1, [&](int64_t b, int64_t e) {
+        for (int64_t z = b; z < e; ++z)
+          for (int64_t y = 0; y < h / 2; ++y)
+            std::swap_ranges(p + (z * h + y) * w, p + (z * h + y + 1) * w, p + (z * h + h - 1 - y) * w);
+      });
+    } else {
+      for (int64_t z = 0; z < d / 2; ++z) std::swap_ranges(p + z * h * w, p + (z + 1) * h * w, p + (d - 1 - z) * h * w);
+    }
+  }
+}
+
+}  // namespace
+
+Volume reorient_to_ras(const Volume& volume) {
+  const Orientation o = io_orientation(volume.affine);
+  at::Tensor data = volume.data;
+  const auto dims = flip_dims(o);
+  if (!dims.empty()) data = data.flip(dims);
+  return with_ras_affine(volume.affine, volume.data.sizes(), o, data.permute(ras_permutation(o)).contiguous());
+}
+
+Volume reorient_to_ras(Volume&& volume) {
+  const bool sole_owner = volume.data.defined() && volume.data.dim() == 3 &&
+                          volume.data.scalar_type() == at::kFloat && volume.data.is_contiguous() &&
+                          volume.data.use_count() == 1 && volume.data.storage().use_count() == 1;
+  if (!sole_owner) return reorient_to_ras(static_cast<const Volume&>(volume));
+  const Orientation o = io_orientation(volume.affine);
+  const std::vector<int64_t> dhw(volume.data.sizes().begin(), volume.data.sizes().end());
+  at::Tensor data = std::move(volume.data);
+  flip_in_place(data, flip_dims(o));
+  const auto perm = ras_permutation(o);
+  if (perm != std::vector<int64_t>{0, 1, 2}) data = data.permute(perm).contiguous();
+  return with_ras_affine(volume.affine, dhw, o, std::move(data));
 }
 
 }  // namespace medvlp::io

@@ -35,5 +35,8 @@ std::string axis_codes(const Affine& affine);
 /// closely as possible (nibabel's as_closest_canonical); the affine is updated to match, so
 /// every voxel keeps its world position.
 Volume reorient_to_ras(const Volume& volume);
+/// The same, flipping in place when `volume` holds the only reference to contiguous float data
+/// (what read_nifti returns): no second copy of a large scan.
+Volume reorient_to_ras(Volume&& volume);
 
 }  // namespace medvlp::io
