@@ -9,12 +9,22 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <vector>
+
+#include <fcntl.h>
+#include <libdeflate.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "medvlp/core/error.h"
+#include "../core/large_tensor.h"
 #include "medvlp/io/files.h"
 
 namespace medvlp::io {
@@ -117,6 +127,166 @@ void validate_header(const std::string& path) {
   MEDVLP_CHECK(voxels < 1e12, path, ": NIfTI header claims ", voxels, " voxels");
 }
 
+// Converts n stored values to float in place: the stored bytes lie in the same buffer at
+// `src` >= dst + n * (4 - sizeof(T)), so a block copied out before its floats are written never
+// lets a write reach bytes that are still unread. Scaling is done in double and rounded once to
+// float, as nibabel's get_fdata(dtype=float32); without scaling the direct conversion rounds the
+// same way.
+template <typename T>
+void convert_in_place(const unsigned char* src, float* dst, int64_t n, bool swap, double slope, double inter) {
+  constexpr int64_t kBlock = 4096;
+  T block[kBlock];
+  const bool identity = slope == 1.0 && inter == 0.0;
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t m = std::min(kBlock, n - i);
+    std::memcpy(block, src + i * static_cast<int64_t>(sizeof(T)), static_cast<size_t>(m) * sizeof(T));
+    if (swap && sizeof(T) > 1)
+      for (int64_t j = 0; j < m; ++j) {
+        auto* b = reinterpret_cast<unsigned char*>(block + j);
+        std::reverse(b, b + sizeof(T));
+      }
+    float* out = dst + i;
+    if (identity)
+      for (int64_t j = 0; j < m; ++j) out[j] = static_cast<float>(block[j]);
+    else
+      for (int64_t j = 0; j < m; ++j) out[j] = static_cast<float>(static_cast<double>(block[j]) * slope + inter);
+  }
+}
+
+struct Unmap {
+  size_t length = 0;
+  void operator()(void* p) const { munmap(p, length); }
+};
+
+// Inflates a gzip file with zlib's streaming reader (any number of members: bgzip, `cat a.gz
+// b.gz`), `offset` bytes skipped and `bytes` kept, then reads on to the end so that every
+// member's CRC is checked (nifticlib stops once it has the voxels and never sees a bad CRC).
+void inflate_streaming(const std::string& path, int64_t offset, unsigned char* data, int64_t bytes) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  MEDVLP_CHECK(f != nullptr, path, ": cannot open NIfTI file (", std::strerror(errno), ")");
+  std::unique_ptr<gzFile_s, int (*)(gzFile)> closer(f, gzclose);
+  gzbuffer(f, 1 << 17);
+  std::vector<unsigned char> scratch(size_t{1} << 16);
+  const auto read = [&](unsigned char* into, int64_t len, bool keep) {
+    while (len > 0) {
+      const int64_t want = std::min<int64_t>(len, keep ? int64_t{1} << 30 : static_cast<int64_t>(scratch.size()));
+      const int got = gzread(f, keep ? into : scratch.data(), static_cast<unsigned>(want));
+      if (got <= 0) return false;
+      if (keep) into += got;
+      len -= got;
+    }
+    return true;
+  };
+  bool ok = read(nullptr, offset, false) && read(data, bytes, true);
+  int got = 0;
+  while (ok && (got = gzread(f, scratch.data(), static_cast<unsigned>(scratch.size()))) > 0) {
+  }
+  int err = Z_OK;
+  gzerror(f, &err);
+  MEDVLP_CHECK(ok && got == 0 && err == Z_OK, path, ": cannot read NIfTI voxel data (truncated or corrupt gzip stream)");
+}
+
+// The common case without an intermediate copy: voxels of at most 4 bytes are inflated or read
+// into the back of the float volume's own buffer and widened there. A one-member .nii.gz (what
+// nibabel, dcm2niix and SimpleITK write) is inflated whole by libdeflate (~2x zlib's streaming
+// inflate; the trailer gives its size, and libdeflate checks the CRC); other gzip files stream
+// through zlib. An undefined result sends the caller to nifticlib (8-byte types).
+at::Tensor read_voxels_in_place(const std::string& path, const nifti_image* nim, bool gz, int64_t file_bytes,
+                                double slope, double inter) {
+  const int64_t b = nim->nbyper, n = nim->nvox, offset = nim->iname_offset;
+  if (b > 4) return {};
+  const bool swap = nim->byteorder != nifti_short_order();
+  // For one gzip member: the whole uncompressed file (header, voxels, anything after them).
+  int64_t whole = -1;
+  if (gz && file_bytes >= 18 && file_bytes < (int64_t{1} << 32)) {
+    whole = gzip_isize(path);
+    if (whole < offset + b * n || whole > offset + b * n + (int64_t{64} << 20)) whole = -1;
+  }
+  // The file's bytes are placed so that the stored values start at or after n * (4 - b) bytes.
+  const int64_t place = 4 * n - b * n;
+  const int64_t spare = std::max(offset, whole - b * n);
+  at::Tensor out = core::empty_large({nim->nz, nim->ny, nim->nx}, at::kFloat, static_cast<size_t>(spare));
+  unsigned char* raw = static_cast<unsigned char*>(out.data_ptr()) + place;
+  bool done = false;
+  if (whole >= 0) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    MEDVLP_CHECK(fd >= 0, path, ": cannot open NIfTI file (", std::strerror(errno), ")");
+    void* map = mmap(nullptr, static_cast<size_t>(file_bytes), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    const int map_errno = errno;
+    close(fd);
+    MEDVLP_CHECK(map != MAP_FAILED, path, ": cannot map NIfTI file (", std::strerror(map_errno), ")");
+    std::unique_ptr<void, Unmap> mapping(map, Unmap{static_cast<size_t>(file_bytes)});
+    std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)> inflater(
+        libdeflate_alloc_decompressor(), libdeflate_free_decompressor);
+    MEDVLP_CHECK(inflater != nullptr, "out of memory: cannot allocate a gzip decompressor");
+    size_t used_in = 0, used_out = 0;
+    const libdeflate_result r = libdeflate_gzip_decompress_ex(inflater.get(), map, static_cast<size_t>(file_bytes), raw,
+                                                              static_cast<size_t>(whole), &used_in, &used_out);
+    MEDVLP_CHECK(r != LIBDEFLATE_BAD_DATA, path, ": cannot read NIfTI voxel data (truncated or corrupt gzip stream)");
+    // Otherwise more than one member (the trailer sized only the last one): streamed below.
+    done = r == LIBDEFLATE_SUCCESS && used_in == static_cast<size_t>(file_bytes) &&
+           used_out == static_cast<size_t>(whole);
+  }
+  if (!done && gz) {
+    inflate_streaming(path, offset, raw + offset, b * n);
+  } else if (!done) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    MEDVLP_CHECK(fd >= 0, path, ": cannot open NIfTI file (", std::strerror(errno), ")");
+    std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* f) {
+      close(*f);
+      delete f;
+    });
+    for (int64_t got_total = 0; got_total < b * n;) {
+      const ssize_t got =
+          pread(fd, raw + offset + got_total, static_cast<size_t>(b * n - got_total), offset + got_total);
+      MEDVLP_CHECK(got > 0, path, ": cannot read NIfTI voxel data (",
+                   got < 0 ? std::strerror(errno) : "file is truncated", ")");
+      got_total += got;
+    }
+  }
+  float* dst = out.data_ptr<float>();
+  const unsigned char* src = raw + offset;
+  switch (nim->datatype) {
+    case DT_UINT8: convert_in_place<uint8_t>(src, dst, n, swap, slope, inter); break;
+    case DT_INT8: convert_in_place<int8_t>(src, dst, n, swap, slope, inter); break;
+    case DT_INT16: convert_in_place<int16_t>(src, dst, n, swap, slope, inter); break;
+    case DT_UINT16: convert_in_place<uint16_t>(src, dst, n, swap, slope, inter); break;
+    case DT_INT32: convert_in_place<int32_t>(src, dst, n, swap, slope, inter); break;
+    case DT_UINT32: convert_in_place<uint32_t>(src, dst, n, swap, slope, inter); break;
+    case DT_FLOAT32: convert_in_place<float>(src, dst, n, swap, slope, inter); break;
+    default: return {};
+  }
+  return out;
+}
+
+// Everything else: nifticlib loads (and byte-swaps) the stored array, which is then converted.
+at::Tensor read_voxels_nifticlib(const std::string& path, nifti_image* nim, bool gz, double slope, double inter) {
+  const at::ScalarType stored = torch_type(nim->datatype, path);
+  MEDVLP_CHECK(nifti_image_load(nim) == 0 && nim->data != nullptr, path,
+               ": cannot read NIfTI voxel data (truncated or corrupt", gz ? " gzip stream" : "", ")");
+  at::Tensor raw;
+  const int64_t nvox = nim->nvox;
+  if (nim->datatype == DT_UINT16) {
+    raw = torch::from_blob(nim->data, {nvox}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF);
+  } else if (nim->datatype == DT_UINT32) {
+    raw = torch::from_blob(nim->data, {nvox}, torch::kInt32).to(torch::kInt64).bitwise_and(int64_t{0xFFFFFFFF});
+  } else {
+    raw = torch::from_blob(nim->data, {nvox}, stored);
+  }
+  // Created in its final shape: a view of a flat tensor would keep the flat one alive as its
+  // autograd base, and reorient_to_ras could no longer flip the volume in place.
+  at::Tensor data = core::empty_large({nim->nz, nim->ny, nim->nx}, at::kFloat);
+  float* out = data.data_ptr<float>();
+  AT_DISPATCH_ALL_TYPES(raw.scalar_type(), "read_nifti", [&] {
+    const scalar_t* in = raw.data_ptr<scalar_t>();
+    at::parallel_for(0, nvox, 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<float>(static_cast<double>(in[i]) * slope + inter);
+    });
+  });
+  nifti_image_unload(nim);
+  return data;
+}
+
 }  // namespace
 
 Volume read_nifti(const std::string& path) {
@@ -133,7 +303,7 @@ Volume read_nifti(const std::string& path) {
   const int64_t extra = nim->nvox / (nim->nx * nim->ny * nim->nz);
   MEDVLP_CHECK(extra == 1, path, ": expected a 3D volume, got ", nim->ndim, " dimensions with ", extra,
                " volumes (", nim->nx, "x", nim->ny, "x", nim->nz, "x", extra, ")");
-  const at::ScalarType stored = torch_type(nim->datatype, path);
+  torch_type(nim->datatype, path);  // refuses unsupported types before anything is allocated
   // Check that the data is there before nifticlib allocates for it: a corrupt header must not
   // become a multi-gigabyte allocation.
   const int64_t need = nim->iname_offset + nim->nvox * nim->nbyper;
@@ -145,41 +315,17 @@ Volume read_nifti(const std::string& path) {
                  ": NIfTI file is truncated: header needs ", need, " bytes, more than ", size,
                  " compressed bytes can hold");
   }
-  if (gz && need < (int64_t{1} << 32)) {
-    const int64_t isize = gzip_isize(path);
-    MEDVLP_CHECK(isize >= need, path, ": NIfTI file is truncated: ", isize,
-                 " bytes after decompression, header needs ", need);
-  }
-  MEDVLP_CHECK(nifti_image_load(nim.get()) == 0 && nim->data != nullptr, path,
-               ": cannot read NIfTI voxel data (truncated or corrupt", gz ? " gzip stream" : "", ")");
-
-  at::Tensor raw;
-  const int64_t nvox = nim->nvox;
-  if (nim->datatype == DT_UINT16) {
-    raw = torch::from_blob(nim->data, {nvox}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF);
-  } else if (nim->datatype == DT_UINT32) {
-    raw = torch::from_blob(nim->data, {nvox}, torch::kInt32).to(torch::kInt64).bitwise_and(int64_t{0xFFFFFFFF});
-  } else {
-    raw = torch::from_blob(nim->data, {nvox}, stored);
-  }
-  // nibabel: a zero or non-finite slope means "no scaling". Scaling is done in double and rounded
-  // once to float, as nibabel's get_fdata(dtype=float32); one pass, no float64 volume in between.
   double slope = nim->scl_slope, inter = nim->scl_inter;
+  // nibabel: a zero or non-finite slope means "no scaling".
   if (slope != 0 && std::isfinite(slope)) {
     MEDVLP_CHECK(std::isfinite(inter), path, ": NIfTI scl_slope is valid but scl_inter is ", inter);
   } else {
     slope = 1.0, inter = 0.0;
   }
-  at::Tensor data = torch::empty({nvox}, torch::kFloat32);
-  float* out = data.data_ptr<float>();
-  AT_DISPATCH_ALL_TYPES(raw.scalar_type(), "read_nifti", [&] {
-    const scalar_t* in = raw.data_ptr<scalar_t>();
-    at::parallel_for(0, nvox, 1 << 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<float>(static_cast<double>(in[i]) * slope + inter);
-    });
-  });
+  at::Tensor data = read_voxels_in_place(path, nim.get(), gz, size, slope, inter);
+  if (!data.defined()) data = read_voxels_nifticlib(path, nim.get(), gz, slope, inter);
   Volume v;
-  v.data = data.view({nim->nz, nim->ny, nim->nx});
+  v.data = std::move(data);
   if (nim->sform_code > 0) {
     for (int r = 0; r < 4; ++r)
       for (int c = 0; c < 4; ++c) v.affine[r][c] = nim->sto_xyz.m[r][c];

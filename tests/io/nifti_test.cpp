@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <zlib.h>
+
 #include <cstring>
 #include <torch/torch.h>
 
@@ -83,7 +85,22 @@ TEST(Nifti, BadFilesGiveErrorsNamingTheFile) {
   write_nifti(d + "/v.nii.gz", oblique_volume());
   const std::string gz = read_file(d + "/v.nii.gz");
   write_file_atomic(d + "/cut.nii.gz", gz.substr(0, gz.size() / 2));
-  EXPECT_ERROR_CONTAINS(read_nifti(d + "/cut.nii.gz"), "cut.nii.gz: ");
+  EXPECT_ERROR_CONTAINS(read_nifti(d + "/cut.nii.gz"), "cut.nii.gz: not a readable NIfTI file");
+  // Cut inside the voxel data, with either reader (the last bytes are then no gzip trailer).
+  Volume noise;
+  noise.data = torch::rand({16, 64, 64}) * 1000;
+  noise.affine = diagonal_affine({1.0, 1.0, 1.0});
+  write_nifti(d + "/noise.nii.gz", noise);
+  const std::string ngz = read_file(d + "/noise.nii.gz");
+  write_file_atomic(d + "/cut_data.nii.gz", ngz.substr(0, ngz.size() * 2 / 3));
+  EXPECT_ERROR_CONTAINS(read_nifti(d + "/cut_data.nii.gz"),
+                        "cut_data.nii.gz: cannot read NIfTI voxel data (truncated or corrupt gzip stream)");
+  // A one-member file whose compressed voxels are damaged but whose trailer is intact.
+  std::string bad = ngz;
+  for (size_t i = bad.size() / 2; i < bad.size() / 2 + 64; ++i) bad[i] = static_cast<char>(bad[i] ^ 0x5A);
+  write_file_atomic(d + "/flipped.nii.gz", bad);
+  EXPECT_ERROR_CONTAINS(read_nifti(d + "/flipped.nii.gz"),
+                        "flipped.nii.gz: cannot read NIfTI voxel data (truncated or corrupt gzip stream)");
   // A NIfTI-2 header with a negative dim[0] (found by nifti_fuzz: it smashed nifticlib's stack).
   std::string n2(540, '\0');
   const int32_t hdr = 540;
@@ -95,4 +112,36 @@ TEST(Nifti, BadFilesGiveErrorsNamingTheFile) {
   EXPECT_ERROR_CONTAINS(read_nifti(d + "/neg.nii"), "neg.nii: not a readable NIfTI file (dim[0] is -765, expected 1..7)");
   write_file_atomic(d + "/junk.nii.gz", "not gzip at all, just text");
   EXPECT_ERROR_CONTAINS(read_nifti(d + "/junk.nii.gz"), "junk.nii.gz: ");
+}
+
+TEST(Nifti, LargeVolumesAndMultiMemberGzipReadLikeSmallOnes) {
+  // 64x128x128 floats: past the size where read_nifti inflates into a huge-page buffer.
+  TempDir dir;
+  const std::string d = dir.path();
+  Volume v;
+  v.data = torch::randint(-1024, 3000, {64, 128, 128}).to(torch::kFloat32);
+  v.affine = diagonal_affine({2.0, 0.7, 0.7});
+  v.affine[0][0] = -0.7;  // LPS-like: x and y flipped
+  v.affine[1][1] = -0.7;
+  write_nifti(d + "/big.nii.gz", v, "int16");
+  write_nifti(d + "/big.nii", v, "int16");
+  for (const std::string name : {"/big.nii.gz", "/big.nii"}) {
+    Volume back = read_nifti(d + name);
+    EXPECT_TRUE(torch::equal(back.data, v.data)) << name;
+    // The volume is the sole owner of its buffer, so reorientation flips it where it lies.
+    const void* before = back.data.data_ptr();
+    const Volume ras = reorient_to_ras(std::move(back));
+    EXPECT_EQ(ras.data.data_ptr(), before) << name;
+    EXPECT_TRUE(torch::equal(ras.data, v.data.flip({1, 2}))) << name;
+  }
+  // bgzip and `cat a.gz b.gz` produce several gzip members; the trailer then sizes only the last.
+  const std::string plain = read_file(d + "/big.nii");
+  for (size_t part = 0; part < 3; ++part) {
+    gzFile f = gzopen((d + "/members.nii.gz").c_str(), part == 0 ? "wb" : "ab");
+    ASSERT_NE(f, nullptr);
+    const size_t begin = plain.size() * part / 3, end = plain.size() * (part + 1) / 3;
+    ASSERT_EQ(gzwrite(f, plain.data() + begin, static_cast<unsigned>(end - begin)), static_cast<int>(end - begin));
+    gzclose(f);
+  }
+  EXPECT_TRUE(torch::equal(read_nifti(d + "/members.nii.gz").data, v.data));
 }

@@ -10,6 +10,7 @@ get_fdata(), .affine and as_closest_canonical().
 
 Usage: image_io_check.py MEDVLP_BINARY WORK_DIR. Exit 77 (skip) without pydicom/nibabel.
 """
+import gzip
 import json
 import os
 import shutil
@@ -136,7 +137,6 @@ def dicom_checks():
 def nifti_checks():
     rng = np.random.default_rng(0)
     cases = []
-    shape = (7, 6, 5)  # x, y, z
     aff = np.array([[-0.8, 0.05, 0, 90], [0.02, 0.75, 0.1, -120], [0, -0.1, 2.5, -60], [0, 0, 0, 1]])
     cases.append(("int16_scaled.nii.gz", np.int16, aff, 1, 1, (2.0, -1024.0), "<"))
     cases.append(("float32.nii", np.float32, aff, 1, 0, None, "<"))
@@ -148,7 +148,15 @@ def nifti_checks():
     cases.append(("int32_lps.nii.gz", np.int32, lps, 1, 1, None, "<"))
     pir = np.array([[0, 0, -1.0, 10], [-0.9, 0, 0, 20], [0, -1.1, 0, 30], [0, 0, 0, 1]])
     cases.append(("int16_pir.nii", np.int16, pir, 2, 0, None, "<"))
-    for name, dtype, affine, scode, qcode, scale, order in cases:
+    # The in-place reader: other widths, byte order with scaling, and a volume large enough for
+    # its huge-page buffer (float32 of 4 MiB or more).
+    cases.append(("uint32_bigendian_scaled.nii.gz", np.uint32, aff, 1, 1, (0.25, 10.0), ">"))
+    cases.append(("int8.nii", np.int8, lps, 1, 0, None, "<"))
+    cases.append(("float32_bigendian_scaled.nii.gz", np.float32, aff, 1, 1, (2.0, 1.0), ">"))
+    cases.append(("int16_large_lps.nii.gz", np.int16, lps, 1, 1, (1.0, -1024.0), "<", (128, 128, 72)))
+    cases.append(("int16_large_members.nii.gz", np.int16, aff, 1, 1, (1.0, -1024.0), "<", (128, 128, 72)))
+    for name, dtype, affine, scode, qcode, scale, order, *size in cases:
+        shape = size[0] if size else (7, 6, 5)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             data = rng.integers(max(info.min, -3000), min(info.max, 3000), size=shape).astype(dtype)
@@ -164,6 +172,12 @@ def nifti_checks():
             img.header.set_slope_inter(*scale)
         path = os.path.join(WORK, name)
         nib.save(img, path)
+        if "members" in name:
+            # Two gzip members, as bgzip or `cat a.gz b.gz` write; nibabel reads them as one stream.
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+            with open(path, "wb") as f:
+                f.write(gzip.compress(raw[: len(raw) // 2]) + gzip.compress(raw[len(raw) // 2:]))
         ref = nib.load(path)
         meta, saved = medvlp(path)
         ours = saved["data"].double().numpy()  # [z, y, x]
