@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include "../core/large_tensor.h"
 #include "medvlp/core/error.h"
 
 namespace medvlp::data {
@@ -437,56 +438,141 @@ Sample TransformedDataset::get(int64_t index, int64_t epoch) const {
   return s;
 }
 
+namespace {
+
+// Linear (or nearest) sampling of one axis: output j reads inputs i0[j], i1[j] with weight w[j]
+// on i1. Voxel 0 stays at voxel 0, so the field of view starts where it did.
+struct AxisSampling {
+  int64_t n = 0, m = 0;
+  std::vector<int64_t> i0, i1;
+  std::vector<float> w;
+  bool identity = false;
+};
+
+AxisSampling axis_sampling(int64_t n, double spacing, double target, bool nearest) {
+  MEDVLP_CHECK(spacing > 0 && target > 0, "resample: spacings must be positive");
+  AxisSampling a;
+  a.n = n;
+  const double step = target / spacing;
+  a.m = std::max<int64_t>(1, std::llround(static_cast<double>(n) * spacing / target));
+  a.identity = a.m == n && step == 1.0;
+  a.i0.resize(static_cast<size_t>(a.m));
+  a.i1.resize(static_cast<size_t>(a.m));
+  a.w.resize(static_cast<size_t>(a.m));
+  for (int64_t j = 0; j < a.m; ++j) {
+    const double p = std::min(static_cast<double>(j) * step, static_cast<double>(n - 1));
+    if (nearest) {
+      a.i0[j] = a.i1[j] = std::min<int64_t>(n - 1, std::llround(p));
+      a.w[j] = 0;
+    } else {
+      a.i0[j] = static_cast<int64_t>(std::floor(p));
+      a.i1[j] = std::min(a.i0[j] + 1, n - 1);
+      a.w[j] = static_cast<float>(p - static_cast<double>(a.i0[j]));
+    }
+  }
+  return a;
+}
+
+inline void lerp_rows(const float* s0, const float* s1, float w1, float* d, int64_t len) {
+  if (w1 == 0.f) {
+    std::copy(s0, s0 + len, d);
+    return;
+  }
+  const float w0 = 1.f - w1;
+  for (int64_t i = 0; i < len; ++i) d[i] = w0 * s0[i] + w1 * s1[i];
+}
+
+// Trilinear resampling of a contiguous [C,D,H,W] float volume in one pass over the output: each
+// output slice blends two input slices that were resampled in-plane into small per-thread
+// buffers (kept while consecutive output slices reuse them). The separable pass-per-axis
+// version wrote two full-size intermediate volumes, whose first touch cost more than the
+// arithmetic.
+at::Tensor resample_volume(const at::Tensor& x, const AxisSampling& az, const AxisSampling& ay,
+                           const AxisSampling& ax) {
+  const int64_t c = x.size(0), d = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t md = az.m, mh = ay.m, mw = ax.m;
+  at::Tensor out = core::empty_large({c, md, mh, mw}, at::kFloat);
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  // Blend rows first (contiguous) or gather columns first, whichever touches fewer values.
+  const bool rows_first = mh * w + 2 * mh * mw <= 2 * h * mw + mh * mw;
+  at::parallel_for(0, c * md, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> tmp(static_cast<size_t>(rows_first ? mh * w : h * mw));
+    std::vector<float> planes[2] = {std::vector<float>(static_cast<size_t>(mh * mw)),
+                                    std::vector<float>(static_cast<size_t>(mh * mw))};
+    int64_t held[2] = {-1, -1};
+    const auto gather = [&](const float* row, float* o) {
+      for (int64_t i = 0; i < mw; ++i) {
+        const float w1 = ax.w[i];
+        o[i] = w1 == 0.f ? row[ax.i0[i]] : (1.f - w1) * row[ax.i0[i]] + w1 * row[ax.i1[i]];
+      }
+    };
+    // The in-plane resampled input slice `key` (= channel * D + z), computed into a slot other
+    // than `keep`.
+    const auto plane = [&](int64_t key, int keep) -> int {
+      for (int k = 0; k < 2; ++k)
+        if (held[k] == key) return k;
+      const int slot = keep >= 0 ? 1 - keep : (held[0] <= held[1] ? 0 : 1);  // the older one
+      const float* s = src + key * h * w;
+      float* p = planes[slot].data();
+      if (rows_first) {
+        for (int64_t y = 0; y < mh; ++y) lerp_rows(s + ay.i0[y] * w, s + ay.i1[y] * w, ay.w[y], tmp.data() + y * w, w);
+        for (int64_t y = 0; y < mh; ++y) gather(tmp.data() + y * w, p + y * mw);
+      } else {
+        for (int64_t y = 0; y < h; ++y) gather(s + y * w, tmp.data() + y * mw);
+        for (int64_t y = 0; y < mh; ++y)
+          lerp_rows(tmp.data() + ay.i0[y] * mw, tmp.data() + ay.i1[y] * mw, ay.w[y], p + y * mw, mw);
+      }
+      held[slot] = key;
+      return slot;
+    };
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t ch = r / md, j = r % md;
+      const int s0 = plane(ch * d + az.i0[j], -1);
+      const int s1 = az.w[j] == 0.f ? s0 : plane(ch * d + az.i1[j], s0);
+      lerp_rows(planes[s0].data(), planes[s1].data(), az.w[j], dst + r * mh * mw, mh * mw);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
 at::Tensor resample(const at::Tensor& image, const std::vector<double>& spacing, const std::vector<double>& target,
                     bool nearest) {
   const int64_t k = static_cast<int64_t>(spacing.size());
   MEDVLP_CHECK(k == static_cast<int64_t>(target.size()) && image.dim() == k + 1,
                "resample: image of shape ", image.sizes(), " does not match ", k, " spacings");
+  std::vector<AxisSampling> axes;
+  for (int64_t a = 0; a < k; ++a) axes.push_back(axis_sampling(image.size(a + 1), spacing[a], target[a], nearest));
   at::Tensor x = image.to(at::kFloat).contiguous();
-  // Shrinking axes first keeps the later passes small.
+  if (std::all_of(axes.begin(), axes.end(), [](const AxisSampling& a) { return a.identity; })) return x;
+  if (k == 3 && !nearest) return resample_volume(x, axes[0], axes[1], axes[2]);
+  // Other ranks and nearest-neighbour labels: one pass per axis, shrinking axes first so that the
+  // later passes are small.
   std::vector<int64_t> order(static_cast<size_t>(k));
   for (int64_t a = 0; a < k; ++a) order[a] = a;
   std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) {
     return spacing[p] / target[p] < spacing[q] / target[q];
   });
   for (int64_t a : order) {
-    MEDVLP_CHECK(spacing[a] > 0 && target[a] > 0, "resample: spacings must be positive");
-    const int64_t n = x.size(a + 1);
-    const double step = target[a] / spacing[a];
-    const int64_t m = std::max<int64_t>(1, std::llround(static_cast<double>(n) * spacing[a] / target[a]));
-    if (m == n && step == 1.0) continue;
+    const AxisSampling& s = axes[a];
+    if (s.identity) continue;
     int64_t outer = 1, inner = 1;
     for (int64_t d = 0; d < a + 1; ++d) outer *= x.size(d);
     for (int64_t d = a + 2; d < x.dim(); ++d) inner *= x.size(d);
-    std::vector<int64_t> i0(static_cast<size_t>(m)), i1(static_cast<size_t>(m));
-    std::vector<float> wt(static_cast<size_t>(m));
-    for (int64_t j = 0; j < m; ++j) {
-      const double p = std::min(static_cast<double>(j) * step, static_cast<double>(n - 1));
-      if (nearest) {
-        i0[j] = i1[j] = std::min<int64_t>(n - 1, std::llround(p));
-        wt[j] = 0;
-      } else {
-        i0[j] = static_cast<int64_t>(std::floor(p));
-        i1[j] = std::min(i0[j] + 1, n - 1);
-        wt[j] = static_cast<float>(p - static_cast<double>(i0[j]));
-      }
-    }
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-    shape[a + 1] = m;
-    at::Tensor y = at::empty(shape, x.options());
+    shape[a + 1] = s.m;
+    at::Tensor y = core::empty_large(shape, at::kFloat);
     const float* src = x.data_ptr<float>();
     float* dst = y.data_ptr<float>();
+    const int64_t n = s.n, m = s.m;
     at::parallel_for(0, outer * m, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)),
                      [&](int64_t begin, int64_t end) {
                        for (int64_t r = begin; r < end; ++r) {
                          const int64_t o = r / m, j = r % m;
-                         const float* s0 = src + (o * n + i0[j]) * inner;
-                         const float* s1 = src + (o * n + i1[j]) * inner;
-                         float* d = dst + r * inner;
-                         const float w1 = wt[j], w0 = 1.f - w1;
-                         if (w1 == 0.f) std::copy(s0, s0 + inner, d);
-                         else
-                           for (int64_t i = 0; i < inner; ++i) d[i] = w0 * s0[i] + w1 * s1[i];
+                         lerp_rows(src + (o * n + s.i0[j]) * inner, src + (o * n + s.i1[j]) * inner, s.w[j],
+                                   dst + r * inner, inner);
                        }
                      });
     x = y;
@@ -510,7 +596,7 @@ at::Tensor apply_windows(const at::Tensor& image, const std::vector<Window>& win
   const at::Tensor x = image[0].to(at::kFloat).contiguous();
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.insert(shape.begin(), static_cast<int64_t>(windows.size()));
-  at::Tensor out = at::empty(shape, x.options());
+  at::Tensor out = core::empty_large(shape, at::kFloat);
   const int64_t n = x.numel();
   const float* in = x.data_ptr<float>();
   for (size_t c = 0; c < windows.size(); ++c) {

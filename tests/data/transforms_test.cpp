@@ -178,6 +178,44 @@ TEST(Transforms, ResampleReproducesLinearFieldsExactly) {
   EXPECT_TRUE((nearest.eq(0) | nearest.eq(1)).all().item<bool>());
 }
 
+TEST(Transforms, ResampleReproducesMultilinearFieldsInEveryChannel) {
+  // Trilinear interpolation is exact on multilinear functions (cross terms included), which
+  // checks how the per-slice planes are blended, not only each axis alone. The two grids take
+  // the two in-plane orders (blend rows first; gather columns first) and keep one axis as it is.
+  auto field = [](double z, double y, double x) { return (1 + 0.3 * z) * (2 - 0.1 * y) * (1 + 0.05 * x) + 0.01 * x * z; };
+  struct Grid {
+    std::vector<int64_t> size;
+    std::vector<double> spacing, target;
+  };
+  for (const Grid& g : {Grid{{9, 30, 40}, {2.5, 0.8, 0.7}, {1.5, 1.5, 1.5}}, Grid{{7, 8, 40}, {2.0, 3.0, 0.5}, {2.0, 1.5, 1.5}}}) {
+    const int64_t d = g.size[0], h = g.size[1], w = g.size[2];
+    at::Tensor vol = torch::empty({2, d, h, w});
+    auto acc = vol.accessor<float, 4>();
+    for (int64_t k = 0; k < d; ++k)
+      for (int64_t j = 0; j < h; ++j)
+        for (int64_t i = 0; i < w; ++i) {
+          const double f = field(k * g.spacing[0], j * g.spacing[1], i * g.spacing[2]);
+          acc[0][k][j][i] = static_cast<float>(f);
+          acc[1][k][j][i] = static_cast<float>(-2 * f + 1);
+        }
+    const at::Tensor out = resample(vol, g.spacing, g.target);
+    std::vector<int64_t> m = {2};
+    for (int a = 0; a < 3; ++a)
+      m.push_back(std::max<int64_t>(1, std::llround(static_cast<double>(g.size[a]) * g.spacing[a] / g.target[a])));
+    ASSERT_EQ(out.sizes(), m);
+    auto o = out.accessor<float, 4>();
+    for (int64_t k = 0; k < m[1]; ++k)
+      for (int64_t j = 0; j < m[2]; ++j)
+        for (int64_t i = 0; i < m[3]; ++i) {
+          const double f = field(std::min(k * g.target[0], (d - 1) * g.spacing[0]),
+                                 std::min(j * g.target[1], (h - 1) * g.spacing[1]),
+                                 std::min(i * g.target[2], (w - 1) * g.spacing[2]));
+          ASSERT_NEAR(o[0][k][j][i], f, 2e-4 * std::abs(f) + 1e-4) << k << "," << j << "," << i;
+          ASSERT_NEAR(o[1][k][j][i], -2 * f + 1, 4e-4 * std::abs(f) + 2e-4) << k << "," << j << "," << i;
+        }
+  }
+}
+
 TEST(Transforms, VolumePipelineWindowsCropsAndTracksSpacing) {
   Sample s;
   s.id = "ct";
