@@ -14,6 +14,7 @@
 #include <dcmtk/oflog/oflog.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +24,7 @@
 
 #include <torch/torch.h>
 
+#include "../core/large_tensor.h"
 #include "medvlp/core/error.h"
 
 namespace medvlp::io {
@@ -203,6 +205,25 @@ DicomInfo read_dicom_info(const std::string& path) {
   return info_of(l, path);
 }
 
+namespace {
+
+bool bits_fit_table(int64_t bits_stored) { return bits_stored <= 16; }
+
+// Widens n stored values of type Word (lying at `src`, at or after dst + n * (4 - sizeof(Word))
+// bytes in the same buffer) to floats at `dst`, front to back, through `convert`.
+template <typename Word, typename Convert>
+void widen_in_place(const unsigned char* src, float* dst, int64_t n, Convert convert) {
+  constexpr int64_t kBlock = 2048;
+  Word block[kBlock];
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t m = std::min(kBlock, n - i);
+    std::memcpy(block, src + i * static_cast<int64_t>(sizeof(Word)), static_cast<size_t>(m) * sizeof(Word));
+    for (int64_t j = 0; j < m; ++j) dst[i + j] = convert(block[j]);
+  }
+}
+
+}  // namespace
+
 DicomImage read_dicom(const std::string& path) {
   Loaded l;
   load(&l, path, /*header_only=*/false);
@@ -266,40 +287,58 @@ DicomImage read_dicom(const std::string& path) {
   const uint32_t sign = uint32_t{1} << (info.bits_stored - 1);
   const bool lut = info.has_modality_lut_sequence && mono;
   const double slope = mono && !lut ? info.rescale_slope : 1.0, intercept = mono && !lut ? info.rescale_intercept : 0.0;
-  at::Tensor values = torch::empty({expected / bytes}, torch::kFloat32);
-  float* dst = values.data_ptr<float>();
-  const int64_t n = values.numel();
-  auto store = [&](auto word_at) {
-    for (int64_t i = 0; i < n; ++i) {
-      const uint32_t u = word_at(i) & mask;
-      const double v = info.is_signed && (u & sign) ? static_cast<double>(u) - static_cast<double>(mask) - 1.0
-                                                    : static_cast<double>(u);
-      dst[i] = static_cast<float>(v * slope + intercept);
-    }
+  const auto value_of = [&](uint32_t u) {
+    const double v = info.is_signed && (u & sign) ? static_cast<double>(u) - static_cast<double>(mask) - 1.0
+                                                  : static_cast<double>(u);
+    return static_cast<float>(v * slope + intercept);
   };
-  if (bytes == 1) {
+  const int64_t n = expected / bytes;
+  const auto planar = get_int(ds, DCM_PlanarConfiguration, 0);
+  const bool interleaved = info.samples_per_pixel > 1 && planar != 1;
+  const std::vector<int64_t> shape =
+      interleaved ? std::vector<int64_t>{info.frames, info.rows, info.columns, info.samples_per_pixel}
+                  : std::vector<int64_t>{info.frames, info.samples_per_pixel, info.rows, info.columns};
+  // The stored bytes are copied into the back of the float buffer and widened there, front to
+  // back (each block is copied out before its floats are written, and the writes never reach
+  // bytes not yet read): one buffer per image instead of DCMTK's copy plus ours, and for
+  // uncompressed files DCMTK never loads the pixel data into memory at all.
+  at::Tensor values = core::empty_large(shape, at::kFloat);
+  float* dst = values.data_ptr<float>();
+  unsigned char* raw = reinterpret_cast<unsigned char*>(dst) + (4 - bytes) * n;
+  if (!x.isEncapsulated() && !pixel_el->valueLoaded()) {
+    // Words arrive in host order (16-bit swapping for big-endian files, as getUint16Array does).
+    const OFCondition st =
+        pixel_el->getPartialValue(raw, 0, static_cast<Uint32>(expected), nullptr, gLocalByteOrder);
+    MEDVLP_CHECK(st.good(), path, ": cannot read pixel data (", st.text(), ")");
+  } else if (bytes == 1) {
     Uint8* p = nullptr;
     MEDVLP_CHECK(pixel_el->getUint8Array(p).good() && p != nullptr, path, ": cannot read 8-bit pixel data");
-    store([p](int64_t i) { return static_cast<uint32_t>(p[i]); });
+    std::memmove(raw, p, static_cast<size_t>(expected));
   } else {
     Uint16* p = nullptr;
     MEDVLP_CHECK(pixel_el->getUint16Array(p).good() && p != nullptr, path, ": cannot read pixel data words");
-    if (bytes == 2) {
-      store([p](int64_t i) { return static_cast<uint32_t>(p[i]); });
-    } else {
-      const bool big = x.getByteOrder() == EBO_BigEndian;
-      const int lo = big ? 1 : 0, hi = big ? 0 : 1;
-      store([p, lo, hi](int64_t i) { return static_cast<uint32_t>(p[2 * i + hi]) << 16 | p[2 * i + lo]; });
-    }
+    std::memmove(raw, p, static_cast<size_t>(expected));
   }
-  const auto planar = get_int(ds, DCM_PlanarConfiguration, 0);
-  if (info.samples_per_pixel == 1) {
-    values = values.view({info.frames, 1, info.rows, info.columns});
-  } else if (planar == 1) {
-    values = values.view({info.frames, info.samples_per_pixel, info.rows, info.columns});
+  if (bytes == 1 || bits_fit_table(info.bits_stored)) {
+    // Every stored value maps through one table (at most 65536 entries) computed with the same
+    // double-precision formula: the same floats, without per-pixel double arithmetic.
+    std::vector<float> table(static_cast<size_t>(mask) + 1);
+    for (uint32_t u = 0; u <= mask; ++u) table[u] = value_of(u);
+    if (bytes == 1)
+      widen_in_place<uint8_t>(raw, dst, n, [&](uint8_t w) { return table[w & mask]; });
+    else
+      widen_in_place<uint16_t>(raw, dst, n, [&](uint16_t w) { return table[w & mask]; });
+  } else if (bytes == 2) {
+    widen_in_place<uint16_t>(raw, dst, n, [&](uint16_t w) { return value_of(w & mask); });
   } else {
-    values = values.view({info.frames, info.rows, info.columns, info.samples_per_pixel}).permute({0, 3, 1, 2});
+    // 32-bit values of big-endian files arrive as two swapped 16-bit words, which are recombined.
+    const bool big = x.getByteOrder() == EBO_BigEndian;
+    const int lo = big ? 1 : 0, hi = big ? 0 : 1;
+    widen_in_place<std::array<uint16_t, 2>>(raw, dst, n, [&](const std::array<uint16_t, 2>& w) {
+      return value_of((static_cast<uint32_t>(w[hi]) << 16 | w[lo]) & mask);
+    });
   }
+  if (interleaved) values = values.permute({0, 3, 1, 2});
   if (lut) {
     at::Tensor v64 = values.to(torch::kFloat64);
     apply_lut_sequence(ds, path, v64);
