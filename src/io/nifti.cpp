@@ -304,6 +304,10 @@ Volume read_nifti(const std::string& path) {
   MEDVLP_CHECK(extra == 1, path, ": expected a 3D volume, got ", nim->ndim, " dimensions with ", extra,
                " volumes (", nim->nx, "x", nim->ny, "x", nim->nz, "x", extra, ")");
   torch_type(nim->datatype, path);  // refuses unsupported types before anything is allocated
+  // nifticlib stores vox_offset as an int: a huge or negative float in the header becomes a
+  // negative offset (a fuzzer-found write before the volume's buffer).
+  MEDVLP_CHECK(nim->iname_offset >= 0, path, ": NIfTI vox_offset gives data offset ", nim->iname_offset,
+               ", expected a non-negative byte offset");
   // Check that the data is there before nifticlib allocates for it: a corrupt header must not
   // become a multi-gigabyte allocation.
   const int64_t need = nim->iname_offset + nim->nvox * nim->nbyper;

@@ -110,6 +110,18 @@ TEST(Nifti, BadFilesGiveErrorsNamingTheFile) {
   std::memcpy(&n2[16], &dim0, 8);
   write_file_atomic(d + "/neg.nii", n2 + std::string(64, '\0'));
   EXPECT_ERROR_CONTAINS(read_nifti(d + "/neg.nii"), "neg.nii: not a readable NIfTI file (dim[0] is -765, expected 1..7)");
+  // An ANALYZE-style header (no NIfTI magic) whose vox_offset is a huge float: nifticlib turns it
+  // into a negative int offset (found by nifti_fuzz; it became a write before the buffer).
+  std::string moved = bytes;
+  const float vox_offset = 7.4e28f;
+  std::memcpy(&moved[108], &vox_offset, 4);
+  std::memset(&moved[344], 0, 4);
+  gzFile f = gzopen((d + "/offset.nii.gz").c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  gzwrite(f, moved.data(), static_cast<unsigned>(moved.size()));
+  gzclose(f);
+  EXPECT_ERROR_CONTAINS(read_nifti(d + "/offset.nii.gz"),
+                        "offset.nii.gz: NIfTI vox_offset gives data offset -2147483648, expected a non-negative byte offset");
   write_file_atomic(d + "/junk.nii.gz", "not gzip at all, just text");
   EXPECT_ERROR_CONTAINS(read_nifti(d + "/junk.nii.gz"), "junk.nii.gz: ");
 }
