@@ -1,7 +1,5 @@
 #include "medvlp/data/adapters.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -15,22 +13,18 @@
 #include "medvlp/data/manifest.h"
 #include "medvlp/data/rng.h"
 #include "medvlp/io/csv.h"
+#include "medvlp/io/files.h"
 
 namespace medvlp::data {
 
 namespace {
 
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
-
 // The first of `names` under `dir` that exists (datasets ship some tables both plain and gzipped,
 // and renamed them between releases); throws listing what was looked for.
 std::string find_table(const std::string& dir, const std::vector<std::string>& names) {
   for (const auto& n : names) {
-    if (exists(dir + "/" + n)) return dir + "/" + n;
-    if (exists(dir + "/" + n + ".gz")) return dir + "/" + n + ".gz";
+    if (io::path_exists(dir + "/" + n)) return dir + "/" + n;
+    if (io::path_exists(dir + "/" + n + ".gz")) return dir + "/" + n + ".gz";
   }
   std::string tried;
   for (const auto& n : names) tried += (tried.empty() ? "" : ", ") + n;
@@ -64,7 +58,7 @@ struct Common {
 Common read_common(const core::ConfigNode& node, const std::vector<std::string>& known, double val, double test) {
   Common c;
   c.root = node.get_string("root");
-  if (!exists(c.root)) node.fail("root", "folder " + c.root + " does not exist");
+  if (!io::path_exists(c.root)) node.fail("root", "folder " + c.root + " does not exist");
   c.findings = node.get_strings("findings", known);
   for (const auto& f : c.findings)
     if (std::find(known.begin(), known.end(), f) == known.end())
@@ -173,7 +167,7 @@ DatasetPtr make_chexpert(const core::ConfigNode& node, const std::string& split_
   const std::string uncertain = node.get_choice("uncertain", "keep", {"keep", "ones", "zeros"});
   const auto views = node.get_strings("views", {"Frontal"});
   std::string table = c.root + (split == "train" ? "/train.csv" : split == "val" ? "/valid.csv" : "/test.csv");
-  if (split == "test" && !exists(table)) {
+  if (split == "test" && !io::path_exists(table)) {
     core::log_info("chexpert: ", table, " not found; the test split reads valid.csv");
     table = c.root + "/valid.csv";
   }
@@ -231,7 +225,7 @@ DatasetPtr make_nih_cxr14(const core::ConfigNode& node, const std::string& split
   // Boxes: "Bbox [x,y,w,h]" is one header cell split by the commas into "Bbox [x", "y", "w", "h]".
   std::map<std::string, std::vector<Box>> boxes;
   const std::string box_table = c.root + "/BBox_List_2017.csv";
-  if (exists(box_table)) {
+  if (io::path_exists(box_table)) {
     const io::CsvTable b = io::read_csv(box_table);
     const size_t img = b.column("Image Index"), label = b.column("Finding Label"), x = b.column("Bbox [x"),
                  y = b.column("y"), w = b.column("w"), h = b.column("h]");
@@ -336,7 +330,7 @@ DatasetPtr make_vindr_cxr(const core::ConfigNode& node, const std::string& split
   }
   std::map<std::string, std::vector<Box>> boxes;
   const std::string box_table = root + "/annotations/annotations_" + part + ".csv";
-  if (exists(box_table)) {
+  if (io::path_exists(box_table)) {
     const io::CsvTable b = io::read_csv(box_table);
     const size_t img = b.column("image_id"), cls = b.column("class_name"), x0 = b.column("x_min"),
                  y0 = b.column("y_min"), x1 = b.column("x_max"), y1 = b.column("y_max");
@@ -399,7 +393,7 @@ DatasetPtr make_ct_rate(const core::ConfigNode& node, const std::string& split_i
       c.root + "/radiology_text_reports", {train_part ? "train_reports.csv" : "validation_reports.csv", "valid_reports.csv"}));
   std::map<std::string, std::vector<float>> labels;
   const std::string label_dir = c.root + "/multi_abnormality_labels";
-  if (exists(label_dir)) {
+  if (io::path_exists(label_dir)) {
     const io::CsvTable l = io::read_csv(
         find_table(label_dir, {train_part ? "train_predicted_labels.csv" : "valid_predicted_labels.csv",
                                "validation_predicted_labels.csv"}));

@@ -1,7 +1,5 @@
 #include "medvlp/data/manifest.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 
 #include <fstream>
@@ -24,16 +22,6 @@ namespace {
 std::string parent_dir(const std::string& path) {
   const auto slash = path.find_last_of('/');
   return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
-}
-
-bool is_directory(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 bool is_nifti(const std::string& path) { return io::has_suffix(path, ".nii") || io::has_suffix(path, ".nii.gz"); }
@@ -113,7 +101,7 @@ void ManifestDataset::keep_existing(std::vector<ManifestEntry> entries) {
   for (auto& e : entries) {
     bool ok = true;
     for (const std::string* path : {&e.image_path, &e.mask_path, &e.report_path}) {
-      if (path->empty() || file_exists(*path)) continue;
+      if (path->empty() || io::path_exists(*path)) continue;
       if (options_.missing == MissingPolicy::kFail) throw Error(e.where + ": file " + *path + " does not exist");
       core::log_warn(e.where, ": file ", *path, " does not exist; skipping the entry");
       ok = false;
@@ -129,7 +117,7 @@ Sample ManifestDataset::load(const ManifestEntry& e) const {
   Sample s;
   s.id = e.id;
   s.patient_id = e.patient_id;
-  if (is_nifti(e.image_path) || is_directory(e.image_path)) {
+  if (is_nifti(e.image_path) || io::is_directory(e.image_path)) {
     io::Volume v = is_nifti(e.image_path) ? io::read_nifti(e.image_path) : io::read_ct_series(e.image_path);
     if (e.slope != 1.0 || e.intercept != 0.0) v.data = v.data * e.slope + e.intercept;
     if (e.spacing.size() == 3) {

@@ -74,6 +74,16 @@ void sync_directory(const std::string& path) {
   ::close(fd);
 }
 
+bool path_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 bool has_suffix(const std::string& path, const std::string& suffix) {
   if (path.size() < suffix.size()) return false;
   const size_t off = path.size() - suffix.size();

@@ -11,6 +11,10 @@ std::string read_file(const std::string& path);
 void write_file_synced(const std::string& path, const std::string& bytes);
 /// Writes to "<path>.tmp", fsyncs, renames over `path`: readers see the old or the new file, never half.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+/// True when `path` names an existing file or folder.
+bool path_exists(const std::string& path);
+/// True when `path` names an existing folder.
+bool is_directory(const std::string& path);
 /// True when `path` ends with `suffix`, ignoring ASCII case (".nii.gz", ".DCM").
 bool has_suffix(const std::string& path, const std::string& suffix);
 /// Creates `path` and any missing parents (mkdir -p); medvlp::Error naming the folder that failed.
