@@ -207,8 +207,6 @@ DicomInfo read_dicom_info(const std::string& path) {
 
 namespace {
 
-bool bits_fit_table(int64_t bits_stored) { return bits_stored <= 16; }
-
 // Widens n stored values of type Word (lying at `src`, at or after dst + n * (4 - sizeof(Word))
 // bytes in the same buffer) to floats at `dst`, front to back, through `convert`.
 template <typename Word, typename Convert>
@@ -319,8 +317,8 @@ DicomImage read_dicom(const std::string& path) {
     MEDVLP_CHECK(pixel_el->getUint16Array(p).good() && p != nullptr, path, ": cannot read pixel data words");
     std::memmove(raw, p, static_cast<size_t>(expected));
   }
-  if (bytes == 1 || bits_fit_table(info.bits_stored)) {
-    // Every stored value maps through one table (at most 65536 entries) computed with the same
+  if (bytes <= 2) {
+    // Every stored value (at most 16 bits) maps through one table computed with the same
     // double-precision formula: the same floats, without per-pixel double arithmetic.
     std::vector<float> table(static_cast<size_t>(mask) + 1);
     for (uint32_t u = 0; u <= mask; ++u) table[u] = value_of(u);
@@ -328,8 +326,6 @@ DicomImage read_dicom(const std::string& path) {
       widen_in_place<uint8_t>(raw, dst, n, [&](uint8_t w) { return table[w & mask]; });
     else
       widen_in_place<uint16_t>(raw, dst, n, [&](uint16_t w) { return table[w & mask]; });
-  } else if (bytes == 2) {
-    widen_in_place<uint16_t>(raw, dst, n, [&](uint16_t w) { return value_of(w & mask); });
   } else {
     // 32-bit values of big-endian files arrive as two swapped 16-bit words, which are recombined.
     const bool big = x.getByteOrder() == EBO_BigEndian;

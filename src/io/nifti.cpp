@@ -153,6 +153,13 @@ void convert_in_place(const unsigned char* src, float* dst, int64_t n, bool swap
   }
 }
 
+struct File {
+  int fd = -1;
+  ~File() {
+    if (fd >= 0) close(fd);
+  }
+};
+
 struct Unmap {
   size_t length = 0;
   void operator()(void* p) const { munmap(p, length); }
@@ -230,15 +237,11 @@ at::Tensor read_voxels_in_place(const std::string& path, const nifti_image* nim,
   if (!done && gz) {
     inflate_streaming(path, offset, raw + offset, b * n);
   } else if (!done) {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    MEDVLP_CHECK(fd >= 0, path, ": cannot open NIfTI file (", std::strerror(errno), ")");
-    std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* f) {
-      close(*f);
-      delete f;
-    });
+    const File file{open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    MEDVLP_CHECK(file.fd >= 0, path, ": cannot open NIfTI file (", std::strerror(errno), ")");
     for (int64_t got_total = 0; got_total < b * n;) {
       const ssize_t got =
-          pread(fd, raw + offset + got_total, static_cast<size_t>(b * n - got_total), offset + got_total);
+          pread(file.fd, raw + offset + got_total, static_cast<size_t>(b * n - got_total), offset + got_total);
       MEDVLP_CHECK(got > 0, path, ": cannot read NIfTI voxel data (",
                    got < 0 ? std::strerror(errno) : "file is truncated", ")");
       got_total += got;
