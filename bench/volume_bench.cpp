@@ -3,6 +3,8 @@
 // front of a CT-RATE loader. `--make DIR` writes CT-phantom volumes (512x512 in-plane at 0.75 mm,
 // SLICES slices over 320 mm, stored LPS-flipped so that reorientation has work to do) that
 // bench/volume_bench.py times with nibabel + torch. Prints one JSON line.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -20,6 +22,20 @@
 using namespace medvlp;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+
+// Microseconds to first-touch one 4 KiB page (64 MiB without huge pages): what a fresh buffer
+// costs on this machine, the number that decides how much reusing or huge-paging buffers pays.
+double page_fault_us() {
+  const size_t bytes = size_t{64} << 20;
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return -1;
+  madvise(p, bytes, MADV_NOHUGEPAGE);
+  const auto t0 = Clock::now();
+  for (size_t i = 0; i < bytes; i += 4096) static_cast<volatile char*>(p)[i] = 1;
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  munmap(p, bytes);
+  return s * 1e6 / static_cast<double>(bytes / 4096);
+}
 
 int main(int argc, char** argv) {
   CLI::App app{"medvlp CT volume benchmark"};
@@ -89,7 +105,7 @@ int main(int argc, char** argv) {
   }
   nlohmann::json j{{"what", "volume"}, {"dir", dir},           {"files", paths.size()},
                    {"seconds", best},  {"voxels_out", voxels}, {"files_per_s", static_cast<double>(paths.size()) / best},
-                   {"checksum", checksum}, {"phases", phases}};
+                   {"checksum", checksum}, {"phases", phases}, {"page_fault_us", page_fault_us()}};
   std::cout << j.dump() << "\n";
   return 0;
 }
