@@ -205,29 +205,6 @@ DicomInfo read_dicom_info(const std::string& path) {
   return info_of(l, path);
 }
 
-namespace {
-
-// Widens n stored values of type Word (lying at `src`, at or after dst + n * (4 - sizeof(Word))
-// bytes in the same buffer) to floats at `dst`, front to back, through `convert`.
-template <typename Word, typename Convert>
-void widen_in_place(const unsigned char* src, float* dst, int64_t n, Convert convert) {
-  constexpr int64_t kBlock = 2048;
-  Word block[kBlock];
-  for (int64_t i = 0; i < n; i += kBlock) {
-    const int64_t m = std::min(kBlock, n - i);
-    std::memcpy(block, src + i * static_cast<int64_t>(sizeof(Word)), static_cast<size_t>(m) * sizeof(Word));
-    float* out = dst + i;
-    if (m == kBlock) {
-      // A constant trip count lets -O2's cheap vectorizer take the loop.
-      for (int64_t j = 0; j < kBlock; ++j) out[j] = convert(block[j]);
-    } else {
-      for (int64_t j = 0; j < m; ++j) out[j] = convert(block[j]);
-    }
-  }
-}
-
-}  // namespace
-
 DicomImage read_dicom(const std::string& path) {
   Loaded l;
   load(&l, path, /*header_only=*/false);
@@ -302,9 +279,8 @@ DicomImage read_dicom(const std::string& path) {
   const std::vector<int64_t> shape =
       interleaved ? std::vector<int64_t>{info.frames, info.rows, info.columns, info.samples_per_pixel}
                   : std::vector<int64_t>{info.frames, info.samples_per_pixel, info.rows, info.columns};
-  // The stored bytes are copied into the back of the float buffer and widened there, front to
-  // back (each block is copied out before its floats are written, and the writes never reach
-  // bytes not yet read): one buffer per image instead of DCMTK's copy plus ours, and for
+  // The stored bytes are copied into the back of the float buffer and widened there
+  // (core::widen_in_place): one buffer per image instead of DCMTK's copy plus ours, and for
   // uncompressed files DCMTK never loads the pixel data into memory at all.
   at::Tensor values = core::empty_large(shape, at::kFloat);
   float* dst = values.data_ptr<float>();
@@ -335,23 +311,23 @@ DicomImage read_dicom(const std::string& path) {
     return static_cast<float>((((w & imask) ^ isign) - isign) * islope + iintercept);
   };
   if (integral && bytes == 1) {
-    widen_in_place<uint8_t>(raw, dst, n, [&](uint8_t w) { return integer_value(w); });
+    core::widen_in_place<uint8_t>(raw, dst, n, [&](uint8_t w) { return integer_value(w); });
   } else if (integral) {
-    widen_in_place<uint16_t>(raw, dst, n, [&](uint16_t w) { return integer_value(w); });
+    core::widen_in_place<uint16_t>(raw, dst, n, [&](uint16_t w) { return integer_value(w); });
   } else if (bytes <= 2) {
     // Every stored value (at most 16 bits) maps through one table computed with the same
     // double-precision formula: the same floats, without per-pixel double arithmetic.
     std::vector<float> table(static_cast<size_t>(mask) + 1);
     for (uint32_t u = 0; u <= mask; ++u) table[u] = value_of(u);
     if (bytes == 1)
-      widen_in_place<uint8_t>(raw, dst, n, [&](uint8_t w) { return table[w & mask]; });
+      core::widen_in_place<uint8_t>(raw, dst, n, [&](uint8_t w) { return table[w & mask]; });
     else
-      widen_in_place<uint16_t>(raw, dst, n, [&](uint16_t w) { return table[w & mask]; });
+      core::widen_in_place<uint16_t>(raw, dst, n, [&](uint16_t w) { return table[w & mask]; });
   } else {
     // 32-bit values of big-endian files arrive as two swapped 16-bit words, which are recombined.
     const bool big = x.getByteOrder() == EBO_BigEndian;
     const int lo = big ? 1 : 0, hi = big ? 0 : 1;
-    widen_in_place<std::array<uint16_t, 2>>(raw, dst, n, [&](const std::array<uint16_t, 2>& w) {
+    core::widen_in_place<std::array<uint16_t, 2>>(raw, dst, n, [&](const std::array<uint16_t, 2>& w) {
       return value_of((static_cast<uint32_t>(w[hi]) << 16 | w[lo]) & mask);
     });
   }

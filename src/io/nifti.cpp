@@ -65,7 +65,7 @@ at::ScalarType torch_type(int datatype, const std::string& path) {
     case DT_INT64: return torch::kInt64;
     case DT_FLOAT32: return torch::kFloat32;
     case DT_FLOAT64: return torch::kFloat64;
-    // Unsigned types wider than 8 bits have no torch dtype in 1.13; they are widened below.
+    // No torch dtype in 1.13; read_voxels_in_place widens them to float directly.
     case DT_UINT16: return torch::kInt32;
     case DT_UINT32: return torch::kInt64;
     default:
@@ -127,30 +127,24 @@ void validate_header(const std::string& path) {
   MEDVLP_CHECK(voxels < 1e12, path, ": NIfTI header claims ", voxels, " voxels");
 }
 
-// Converts n stored values to float in place: the stored bytes lie in the same buffer at
-// `src` >= dst + n * (4 - sizeof(T)), so a block copied out before its floats are written never
-// lets a write reach bytes that are still unread. Scaling is done in double and rounded once to
-// float, as nibabel's get_fdata(dtype=float32); without scaling the direct conversion rounds the
-// same way.
+// Widens the stored values at `src` to float in place (core::widen_in_place), swapping bytes
+// first where the file's order is not ours. Scaling is done in double and rounded once to float,
+// as nibabel's get_fdata(dtype=float32); without scaling the direct conversion rounds the same way.
 template <typename T>
 void convert_in_place(const unsigned char* src, float* dst, int64_t n, bool swap, double slope, double inter) {
-  constexpr int64_t kBlock = 4096;
-  T block[kBlock];
-  const bool identity = slope == 1.0 && inter == 0.0;
-  for (int64_t i = 0; i < n; i += kBlock) {
-    const int64_t m = std::min(kBlock, n - i);
-    std::memcpy(block, src + i * static_cast<int64_t>(sizeof(T)), static_cast<size_t>(m) * sizeof(T));
-    if (swap && sizeof(T) > 1)
-      for (int64_t j = 0; j < m; ++j) {
-        auto* b = reinterpret_cast<unsigned char*>(block + j);
-        std::reverse(b, b + sizeof(T));
-      }
-    float* out = dst + i;
-    if (identity)
-      for (int64_t j = 0; j < m; ++j) out[j] = static_cast<float>(block[j]);
-    else
-      for (int64_t j = 0; j < m; ++j) out[j] = static_cast<float>(static_cast<double>(block[j]) * slope + inter);
-  }
+  const auto value = [swap](T w) {
+    if (swap && sizeof(T) > 1) {
+      auto* b = reinterpret_cast<unsigned char*>(&w);
+      std::reverse(b, b + sizeof(T));
+    }
+    return w;
+  };
+  if (slope == 1.0 && inter == 0.0)
+    core::widen_in_place<T>(src, dst, n, [&](T w) { return static_cast<float>(value(w)); });
+  else
+    core::widen_in_place<T>(src, dst, n, [&](T w) {
+      return static_cast<float>(static_cast<double>(value(w)) * slope + inter);
+    });
 }
 
 struct File {
@@ -262,27 +256,19 @@ at::Tensor read_voxels_in_place(const std::string& path, const nifti_image* nim,
   return out;
 }
 
-// Everything else: nifticlib loads (and byte-swaps) the stored array, which is then converted.
+// 8-byte types (int64, float64), which cannot be widened in place: nifticlib loads (and
+// byte-swaps) the stored array, which is then converted.
 at::Tensor read_voxels_nifticlib(const std::string& path, nifti_image* nim, bool gz, double slope, double inter) {
-  const at::ScalarType stored = torch_type(nim->datatype, path);
   MEDVLP_CHECK(nifti_image_load(nim) == 0 && nim->data != nullptr, path,
                ": cannot read NIfTI voxel data (truncated or corrupt", gz ? " gzip stream" : "", ")");
-  at::Tensor raw;
-  const int64_t nvox = nim->nvox;
-  if (nim->datatype == DT_UINT16) {
-    raw = torch::from_blob(nim->data, {nvox}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF);
-  } else if (nim->datatype == DT_UINT32) {
-    raw = torch::from_blob(nim->data, {nvox}, torch::kInt32).to(torch::kInt64).bitwise_and(int64_t{0xFFFFFFFF});
-  } else {
-    raw = torch::from_blob(nim->data, {nvox}, stored);
-  }
+  const at::Tensor raw = torch::from_blob(nim->data, {static_cast<int64_t>(nim->nvox)}, torch_type(nim->datatype, path));
   // Created in its final shape: a view of a flat tensor would keep the flat one alive as its
   // autograd base, and reorient_to_ras could no longer flip the volume in place.
   at::Tensor data = core::empty_large({nim->nz, nim->ny, nim->nx}, at::kFloat);
   float* out = data.data_ptr<float>();
   AT_DISPATCH_ALL_TYPES(raw.scalar_type(), "read_nifti", [&] {
     const scalar_t* in = raw.data_ptr<scalar_t>();
-    at::parallel_for(0, nvox, 1 << 16, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, raw.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) out[i] = static_cast<float>(static_cast<double>(in[i]) * slope + inter);
     });
   });
