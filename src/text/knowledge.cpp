@@ -74,6 +74,33 @@ std::string KnowledgeTable::prompt(const std::string& finding) const {
   return out;
 }
 
+std::string KnowledgeTable::description(const std::string& finding) const {
+  const KnowledgeEntry* e = find(finding);
+  if (!e) return "";
+  std::string out = e->category.empty() ? std::string() : e->category + ": ";
+  for (size_t i = 0; i < e->attributes.size(); ++i) out += (i ? ", " : "") + e->attributes[i];
+  return out;
+}
+
+std::string entity_text(const EntityDetail& entity, const std::string& knowledge, const std::function<bool()>& mask) {
+  const auto keep = [&](const std::string& part) { return mask && mask() ? std::string("mask") : part; };
+  const std::string location = keep(entity.location), detail = keep(entity.detail), disease = keep(entity.disease);
+  std::string text;
+  for (const std::string* part : {&location, &detail, &disease}) {
+    if (part->empty()) continue;
+    if (!text.empty()) text += ' ';
+    text += *part;
+  }
+  if (disease == entity.disease && !knowledge.empty()) text += ". " + knowledge;
+  return text;
+}
+
+std::string entity_text(const EntityDetail& entity, const std::string& knowledge, double mask_probability,
+                        std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  return entity_text(entity, knowledge, [&] { return u(rng) < mask_probability; });
+}
+
 double KnowledgeTable::attribute_similarity(const std::string& a, const std::string& b) const {
   if (a == b) return 1.0;
   const KnowledgeEntry *x = find(a), *y = find(b);

@@ -1,0 +1,28 @@
+#pragma once
+// Reading reports in bulk (a .txt file, a folder of them, a CSV column, a JSONL key) and finding the
+// lexicons and knowledge tables that ship with medvlp.
+
+#include <string>
+#include <vector>
+
+namespace medvlp::text {
+
+/// One report and the id it is known by.
+struct ReportText {
+  std::string id;
+  std::string text;
+};
+
+/// Reads reports from a .txt file (id: the file stem), a folder of .txt files (id: the relative path
+/// without extension, sorted), a .csv or .csv.gz (`column`, ids from `id_column` or the row number)
+/// or a .jsonl file (`column` key, ids from "id" or the line number). Errors name the file, the line
+/// and the column or key.
+std::vector<ReportText> read_reports(const std::string& input, const std::string& column = "report",
+                                     const std::string& id_column = "");
+
+/// A shipped configuration file: `name` is a path (it contains '/' or ends in .yaml) returned as it
+/// is, or a built-in name ("chest_xray", "chest_ct") found in `folder` ("lexicons", "knowledge")
+/// under $MEDVLP_CONFIGS, the installed configs or the source tree's configs/.
+std::string config_file(const std::string& folder, const std::string& name);
+
+}  // namespace medvlp::text
