@@ -65,11 +65,11 @@ Batch Loader::build(int64_t epoch, int64_t b) const {
     batch.token_ids = tokens.ids;
     batch.attention_mask = tokens.mask;
   }
-  if (options_.pin_memory) {
-    batch.images = batch.images.pin_memory();
-    if (batch.token_ids.defined()) batch.token_ids = batch.token_ids.pin_memory();
-    if (batch.attention_mask.defined()) batch.attention_mask = batch.attention_mask.pin_memory();
-  }
+  if (options_.reports && tokenizer_)
+    options_.reports->fill(&batch, samples, *tokenizer_, options_.training, options_.seed, epoch);
+  if (options_.pin_memory)
+    for (at::Tensor* t : batch.tensors())
+      if (t->defined()) *t = t->pin_memory();
   return batch;
 }
 

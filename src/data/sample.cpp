@@ -14,17 +14,17 @@ at::Tensor move(const at::Tensor& t, const c10::Device& device, bool non_blockin
 }
 }  // namespace
 
+std::vector<at::Tensor*> Batch::tensors() {
+  return {&images,           &token_ids,      &attention_mask,    &labels,           &truth,
+          &anatomy_masks,    &report_hash,    &report_normal,     &anatomy_abnormal, &anatomy_text_hash,
+          &anatomy_normal,   &entity_disease, &entity_mask,       &anatomy_ids,      &anatomy_attention,
+          &sentence_ids,     &sentence_attention, &sentence_mask, &entity_ids,       &entity_attention,
+          &tags};
+}
+
 Batch Batch::to(const c10::Device& device, bool non_blocking) const {
   Batch out = *this;
-  out.images = move(images, device, non_blocking);
-  out.token_ids = move(token_ids, device, non_blocking);
-  out.attention_mask = move(attention_mask, device, non_blocking);
-  out.labels = move(labels, device, non_blocking);
-  out.truth = move(truth, device, non_blocking);
-  out.anatomy_masks = move(anatomy_masks, device, non_blocking);
-  for (at::Tensor* t : {&out.report_hash, &out.report_normal, &out.anatomy_abnormal, &out.anatomy_text_hash,
-                        &out.anatomy_normal, &out.entity_disease, &out.entity_mask})
-    *t = move(*t, device, non_blocking);
+  for (at::Tensor* t : out.tensors()) *t = move(*t, device, non_blocking);
   return out;
 }
 

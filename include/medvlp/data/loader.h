@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "medvlp/data/dataset.h"
+#include "medvlp/data/report_structure.h"
 #include "medvlp/text/tokenizer.h"
 
 namespace medvlp::data {
@@ -27,6 +28,9 @@ struct LoaderOptions {
   bool pin_memory = false;    // page-locked host memory for fast non-blocking copies to CUDA
   int64_t rank = 0;           // this process's share of each global batch
   int64_t world_size = 1;
+  /// Structured-report units to add to each batch (data.report); null: none.
+  std::shared_ptr<const ReportStructurer> reports;
+  bool training = true;       // entity-text masking is a training-time augmentation
 };
 
 /// Iterates one epoch of batches, starting at any batch index (exact resume).

@@ -52,7 +52,17 @@ struct Batch {
   at::Tensor entity_disease;     // [B,E] int64 disease id of each entity text (MedFILIP)
   at::Tensor entity_mask;        // [B,E] float, 1 on real entities
 
+  // Text units of the structured reports (data.report), tokenized by the loader; undefined unless a
+  // configured loss reads them. Masks are 1 on real tokens / real units.
+  at::Tensor anatomy_ids, anatomy_attention;    // [B,A,La] int64: each anatomy's text (fVLM, ASG)
+  at::Tensor sentence_ids, sentence_attention;  // [B,S,Ls] int64: the report's sentences (AFLoc)
+  at::Tensor sentence_mask;                     // [B,S] float
+  at::Tensor entity_ids, entity_attention;      // [B,E,Le] int64: entity texts (MedFILIP)
+  at::Tensor tags;                              // [B,T] float in {1,0,-1}: tag targets from the triplets (ASG)
+
   int64_t size() const { return static_cast<int64_t>(ids.size()); }
+  /// Every tensor field (defined or not), for code that treats them alike (device moves, pinning).
+  std::vector<at::Tensor*> tensors();
   /// Moves the tensors to `device` (non-blocking from pinned memory on CUDA).
   Batch to(const c10::Device& device, bool non_blocking = false) const;
 };
