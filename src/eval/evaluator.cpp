@@ -27,7 +27,8 @@ EvalOptions parse_eval_options(const core::ConfigNode& node, const std::vector<s
       const core::ConfigNode entry = prompts.child(finding);
       p.positive = entry.get_strings("positive", p.positive);
       p.negative = entry.get_strings("negative", p.negative);
-      if (p.positive.empty() || p.negative.empty()) entry.fail("", "needs at least one positive and one negative prompt");
+      // No negative prompts: the score is the similarity to the positive ones (MedFILIP, CLIP).
+      if (p.positive.empty()) entry.fail("positive", "needs at least one positive prompt");
     }
     o.prompts.push_back(p);
   }
@@ -76,8 +77,11 @@ nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset
   for (size_t k = 0; k < options.prompts.size(); ++k) {
     const auto& p = options.prompts[k];
     const at::Tensor pos = mean_prompt(model, tokenizer, p.positive, options.max_text_len, device).to(torch::kFloat).cpu();
-    const at::Tensor neg = mean_prompt(model, tokenizer, p.negative, options.max_text_len, device).to(torch::kFloat).cpu();
-    const at::Tensor score = (images.matmul(pos) - images.matmul(neg)).to(torch::kDouble).contiguous();
+    at::Tensor score = images.matmul(pos);
+    if (!p.negative.empty())
+      score = score - images.matmul(
+                          mean_prompt(model, tokenizer, p.negative, options.max_text_len, device).to(torch::kFloat).cpu());
+    score = score.to(torch::kDouble).contiguous();
     const at::Tensor column = truth.select(1, static_cast<int64_t>(k)).contiguous();
     std::vector<double> s(score.data_ptr<double>(), score.data_ptr<double>() + score.numel());
     std::vector<double> l(column.data_ptr<double>(), column.data_ptr<double>() + column.numel());

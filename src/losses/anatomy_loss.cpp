@@ -75,6 +75,15 @@ std::pair<at::Tensor, at::Tensor> AnatomyLossImpl::anatomy_features(const models
   return {projected, present};
 }
 
+std::vector<std::string> AnatomyLossImpl::needs() const {
+  std::vector<std::string> out = {"Encoded.image_tokens", "Encoded.anatomy_text", "Batch.anatomy_masks",
+                                  "Batch.anatomy_abnormal"};
+  if (options_.false_negative && options_.false_negative->pairing == "text")
+    out.insert(out.end(), {"Batch.anatomy_text_hash", "Batch.anatomy_normal"});
+  if (options_.false_negative && options_.false_negative->pairing == "labels") out.push_back("Batch.labels");
+  return out;
+}
+
 LossOutput AnatomyLossImpl::forward(const models::Encoded& encoded, const data::Batch& batch,
                                     const LossContext& context) {
   require(encoded.anatomy_text, "anatomy_text");

@@ -90,6 +90,13 @@ FalseNegativeOptions parse_false_negative_options(const core::ConfigNode& node) 
   return o;
 }
 
+std::vector<std::string> FalseNegativeLossImpl::needs() const {
+  std::vector<std::string> out = {"Encoded.image_embed", "Encoded.text_embed"};
+  if (options_.pairing == "text") out.insert(out.end(), {"Batch.report_hash", "Batch.report_normal"});
+  if (options_.pairing == "labels") out.push_back("Batch.labels");
+  return out;
+}
+
 namespace {
 LossPtr make_false_negative(const core::ConfigNode& node) {
   return std::make_shared<FalseNegativeLossImpl>(parse_false_negative_options(node), node);

@@ -99,6 +99,20 @@ LossOutput LocalLossImpl::forward(const models::Encoded& encoded, const data::Ba
   return out;
 }
 
+std::vector<std::string> LocalLossImpl::needs() const {
+  if (options_.units == "words") return {"Encoded.image_tokens", "Encoded.text_tokens"};
+  return {"Encoded.image_tokens", "Encoded.sentence_embed"};
+}
+
+std::vector<std::string> MultiLevelLossImpl::needs() const {
+  std::vector<std::string> out;
+  if (options_.global_weight > 0) out.insert(out.end(), {"Encoded.image_embed", "Encoded.text_embed"});
+  if (options_.sentence_weight > 0 || options_.word_weight > 0) out.push_back("Encoded.image_tokens");
+  if (options_.sentence_weight > 0) out.push_back("Encoded.sentence_embed");
+  if (options_.word_weight > 0) out.push_back("Encoded.text_tokens");
+  return out;
+}
+
 MultiLevelLossImpl::MultiLevelLossImpl(const MultiLevelLossOptions& options) : options_(options) {}
 
 LossOutput MultiLevelLossImpl::forward(const models::Encoded& encoded, const data::Batch& /*batch*/,

@@ -27,10 +27,23 @@ at::Tensor label_soft_targets(const at::Tensor& labels, const SoftTargetOptions&
     const at::Tensor uni = count + count.t() - inter;
     sim = torch::where(uni > 0, inter / uni.clamp_min(1.0), torch::ones_like(inter));  // two empty sets agree
   }
+  const at::Tensor eye = torch::eye(sim.size(0), sim.options());
+  if (o.target_form == "linear") {
+    // ASG (main.py): F.normalize(0.8·I + 0.2·cos + 1e-6, p=1) — every entry positive, rows sum to 1.
+    const at::Tensor mixed = o.identity_mix * eye + (1.0 - o.identity_mix) * sim + 1e-6;
+    return (mixed / mixed.sum(1, true)).to(labels.device());
+  }
   at::Tensor targets = torch::softmax(sim / o.target_temperature, 1);
-  if (o.identity_mix > 0)
-    targets = o.identity_mix * torch::eye(targets.size(0), targets.options()) + (1.0 - o.identity_mix) * targets;
+  if (o.identity_mix > 0) targets = o.identity_mix * eye + (1.0 - o.identity_mix) * targets;
   return targets.to(labels.device());
+}
+
+std::vector<std::string> SoftTargetLossImpl::needs() const {
+  if (options_.form == "labels") return {"Encoded.image_embed", "Encoded.text_embed", "Batch.labels"};
+  std::vector<std::string> out = {"Encoded.image_embed", "Encoded.entity_embed", "Batch.entity_disease",
+                                  "Batch.entity_mask"};
+  if (options_.source == "encoder") out.push_back("Encoded.entity_reference");
+  return out;
 }
 
 LossOutput SoftTargetLossImpl::forward(const models::Encoded& encoded, const data::Batch& batch,
@@ -50,8 +63,22 @@ LossOutput SoftTargetLossImpl::labels_form(const models::Encoded& encoded, const
   const at::Tensor targets = label_soft_targets(labels_all, options_).to(image.scalar_type());
   const at::Tensor s = scale_();
   // The label similarity is symmetric, so softmax(simᵀ) = softmax(sim): both directions share targets.
-  const auto [i2t, t2i] = fn::contrast(context.all_gather(image), context.all_gather(text), s, targets, targets,
-                                       context, b, options_.rows);
+  const at::Tensor image_all = context.all_gather(image), text_all = context.all_gather(text);
+  at::Tensor i2t, t2i;
+  if (options_.objective == "ce") {
+    std::tie(i2t, t2i) = fn::contrast(image_all, text_all, s, targets, targets, context, b, options_.rows);
+  } else {
+    // ASG: F.kl_div(log_softmax(scores), Y) and F.kl_div(log Y, softmax(scores)), batch means, averaged.
+    const auto kl_sym = [](const at::Tensor& logits, const at::Tensor& y) {
+      const at::Tensor logp = torch::log_softmax(logits, 1), logy = y.log();
+      return ((y * (logy - logp)).sum(1).mean() + (logp.exp() * (logp - logy)).sum(1).mean()) / 2.0;
+    };
+    const bool local = options_.rows == RowMode::Local;
+    const int64_t offset = local ? context.row_offset(b) : 0, rows = local ? b : image_all.size(0);
+    const at::Tensor y = targets.narrow(0, offset, rows);
+    i2t = kl_sym(s * image_all.narrow(0, offset, rows).matmul(text_all.t()), y);
+    t2i = kl_sym(s * text_all.narrow(0, offset, rows).matmul(image_all.t()), y);
+  }
   LossOutput out;
   out.total = (i2t + t2i) / 2.0;
   out.terms = {{"i2t", i2t.detach()}, {"t2i", t2i.detach()}, {"logit_scale", s.detach()}};
@@ -95,7 +122,10 @@ LossOutput SoftTargetLossImpl::entities_form(const models::Encoded& encoded, con
     }
     const at::Tensor same = disease.unsqueeze(1).eq(disease.unsqueeze(0)).to(sim.scalar_type());
     at::Tensor per_entity = (same * sim).masked_fill(valid.logical_not().unsqueeze(1), -1e9);  // invalid e never wins
-    targets = std::get<0>(per_entity.view({N, E, N * E}).max(1)).clamp_min(0.0);
+    // MedFILIP keeps negative same-disease cosines (no clamp at 0); an image without any valid
+    // entity (only possible for hand-made inputs) gets target 0.
+    targets = std::get<0>(per_entity.view({N, E, N * E}).max(1));
+    targets = targets.masked_fill(targets < -1e8, 0.0);
   }
   const at::Tensor columns = valid.nonzero().squeeze(1);
   const at::Tensor ent = entities_all.index_select(0, columns);  // [T,D]
@@ -114,21 +144,6 @@ LossOutput SoftTargetLossImpl::entities_form(const models::Encoded& encoded, con
   return out;
 }
 
-std::string entity_text(const EntityDetail& entity, const std::string& knowledge, double mask_probability,
-                        std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  const auto keep = [&](const std::string& part) { return u(rng) < mask_probability ? std::string("mask") : part; };
-  const std::string location = keep(entity.location), detail = keep(entity.detail), disease = keep(entity.disease);
-  std::string text;
-  for (const std::string* part : {&location, &detail, &disease}) {
-    if (part->empty()) continue;
-    if (!text.empty()) text += ' ';
-    text += *part;
-  }
-  if (disease == entity.disease && !knowledge.empty()) text += ". " + knowledge;
-  return text;
-}
-
 namespace {
 LossPtr make_soft_target(const core::ConfigNode& node) {
   SoftTargetOptions o;
@@ -136,13 +151,18 @@ LossPtr make_soft_target(const core::ConfigNode& node) {
   o.similarity = node.get_choice("similarity", o.similarity, {"dot", "cosine", "jaccard"});
   o.target_temperature = node.get_double("target_temperature", o.target_temperature, 1e-4, 1e4);
   o.identity_mix = node.get_double("identity_mix", o.identity_mix, 0.0, 1.0);
+  o.target_form = node.get_choice("target_form", o.target_form, {"softmax", "linear"});
+  o.objective = node.get_choice("objective", o.objective, {"ce", "kl_sym"});
+  if (o.objective == "kl_sym" && o.target_form != "linear")
+    node.fail("objective", "kl_sym needs strictly positive targets: use it with target_form: linear");
   o.normal_class = node.get_bool("normal_class", o.normal_class);
   o.source = node.get_choice("source", o.source, {"encoder", "labels"});
   o.mse_weight = node.get_double("mse_weight", o.mse_weight, 0.0, 1e6);
   o.bce_weight = node.get_double("bce_weight", o.bce_weight, 0.0, 1e6);
   o.temperature = node.get_double("temperature", o.temperature, 1e-4, 10.0);
   o.learnable = node.get_bool("learnable", o.learnable);
-  o.max_scale = node.get_double("max_scale", o.max_scale, 1.0, 1e4);
+  // MedFILIP does not clamp its logit scale: the entities form's default bound is far away.
+  o.max_scale = node.get_double("max_scale", o.form == "entities" ? 1e4 : o.max_scale, 1.0, 1e4);
   o.rows = parse_row_mode(node);
   return std::make_shared<SoftTargetLossImpl>(o);
 }

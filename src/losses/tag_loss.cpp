@@ -31,7 +31,7 @@ at::Tensor TagLossImpl::logits(const at::Tensor& tokens) {
 }
 
 at::Tensor tag_objective(const at::Tensor& logits, const at::Tensor& labels, const TagLossOptions& o) {
-  const at::Tensor known = (labels >= 0).to(logits.scalar_type());
+  const at::Tensor known = o.unknown == "negative" ? torch::ones_like(logits) : (labels >= 0).to(logits.scalar_type());
   const at::Tensor y = (labels > 0).to(logits.scalar_type());
   at::Tensor per;
   if (o.objective == "bce") {
@@ -51,15 +51,18 @@ at::Tensor tag_objective(const at::Tensor& logits, const at::Tensor& labels, con
 LossOutput TagLossImpl::forward(const models::Encoded& encoded, const data::Batch& batch,
                                 const LossContext& /*context*/) {
   require(encoded.image_tokens, "image_tokens");
-  require_batch(batch.labels, "labels");
+  const bool tags = options_.targets == "tags";
+  const at::Tensor& targets = tags ? batch.tags : batch.labels;
+  require_batch(targets, tags ? "tags" : "labels");
   const at::Tensor tokens = fn::upcast(encoded.image_tokens);
   const int64_t b = tokens.size(0);
   require_shape(tokens, "Encoded.image_tokens", {b, -1, options_.token_dim},
                 "[B,N,token_dim] with token_dim = " + std::to_string(options_.token_dim));
-  require_shape(batch.labels, "Batch.labels", {b, options_.tags}, "[B,tags] with tags = " + std::to_string(options_.tags));
+  require_shape(targets, tags ? "Batch.tags" : "Batch.labels", {b, options_.tags},
+                "[B,tags] with tags = " + std::to_string(options_.tags));
   const at::Tensor l = logits(tokens);
   LossOutput out;
-  out.total = tag_objective(l, batch.labels.to(l.device()), options_);
+  out.total = tag_objective(l, targets.to(l.device()), options_);
   out.terms["tag"] = out.total.detach();
   out.extras["tag_logits"] = l.detach();
   return out;
@@ -79,6 +82,8 @@ LossPtr make_tag(const core::ConfigNode& node) {
   o.gamma_pos = node.get_double("gamma_pos", o.gamma_pos, 0.0, 10.0);
   o.gamma_neg = node.get_double("gamma_neg", o.gamma_neg, 0.0, 10.0);
   o.clip = node.get_double("clip", o.clip, 0.0, 0.5);
+  o.targets = node.get_choice("targets", o.targets, {"labels", "tags"});
+  o.unknown = node.get_choice("unknown", o.unknown, {"ignore", "negative"});
   return std::make_shared<TagLossImpl>(o);
 }
 }  // namespace

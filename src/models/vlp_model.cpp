@@ -33,6 +33,33 @@ at::Tensor VlpModelImpl::encode_texts(const at::Tensor& ids, const at::Tensor& m
                                           torch::nn::functional::NormalizeFuncOptions().dim(-1));
 }
 
+int64_t VlpModelImpl::token_dim() const { return local_dim_ > 0 ? local_dim_ : image_->out_dim(); }
+
+void VlpModelImpl::set_local_dim(int64_t dim) {
+  MEDVLP_CHECK(local_dim_ == 0, "VlpModel: local_dim is already set");
+  if (dim <= 0) return;
+  local_dim_ = dim;
+  image_local_ = register_module("image_local", torch::nn::Linear(image_->out_dim(), dim));
+  text_local_ = register_module("text_local", torch::nn::Linear(text_->out_dim(), dim));
+}
+
+at::Tensor VlpModelImpl::encode_units(const at::Tensor& ids, const at::Tensor& attention, const at::Tensor& units) {
+  MEDVLP_CHECK(ids.dim() == 3 && attention.sizes() == ids.sizes(), "VlpModel: text units must be [B,U,L] ids with a mask of the same "
+               "shape, got ", ids.sizes(), " and ", attention.sizes());
+  const int64_t B = ids.size(0), U = ids.size(1), L = ids.size(2), C = text_->out_dim();
+  const at::Tensor flat_ids = ids.reshape({B * U, L}), flat_mask = attention.reshape({B * U, L});
+  at::Tensor rows = units.defined() ? (units.reshape({B * U}) > 0).nonzero().squeeze(1)
+                                    : torch::arange(B * U, torch::TensorOptions().dtype(torch::kLong).device(ids.device()));
+  std::vector<at::Tensor> parts;
+  for (int64_t begin = 0; begin < rows.size(0); begin += text_chunk_) {
+    const at::Tensor chunk = rows.narrow(0, begin, std::min(text_chunk_, rows.size(0) - begin));
+    parts.push_back(text_->forward(flat_ids.index_select(0, chunk), flat_mask.index_select(0, chunk)).pooled);
+  }
+  if (parts.empty()) return torch::zeros({B, U, C}, torch::TensorOptions().device(ids.device()));
+  const at::Tensor pooled = torch::cat(parts);
+  return torch::zeros({B * U, C}, pooled.options()).index_copy(0, rows, pooled).view({B, U, C});
+}
+
 Encoded VlpModelImpl::forward(const data::Batch& batch) {
   MEDVLP_CHECK(batch.images.defined() && batch.token_ids.defined(), "VlpModel: the batch needs images and token ids");
   Encoded out;
@@ -41,10 +68,23 @@ Encoded VlpModelImpl::forward(const data::Batch& batch) {
   const auto opts = torch::nn::functional::NormalizeFuncOptions().dim(-1);
   out.image_embed = torch::nn::functional::normalize(image_proj_->forward(img.pooled), opts);
   out.text_embed = torch::nn::functional::normalize(text_proj_->forward(txt.pooled), opts);
-  out.image_tokens = img.tokens;
+  out.image_tokens = local_dim_ > 0 ? image_local_->forward(img.tokens) : img.tokens;
   out.grid = img.grid;
-  out.text_tokens = txt.tokens;
+  out.text_tokens = local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens;
   out.text_mask = batch.attention_mask;
+  if (batch.anatomy_ids.defined())
+    out.anatomy_text =
+        torch::nn::functional::normalize(text_proj_->forward(encode_units(batch.anatomy_ids, batch.anatomy_attention, {})), opts);
+  if (batch.sentence_ids.defined()) {
+    const at::Tensor pooled = encode_units(batch.sentence_ids, batch.sentence_attention, batch.sentence_mask);
+    out.sentence_embed = local_dim_ > 0 ? text_local_->forward(pooled) : pooled;
+    out.sentence_mask = batch.sentence_mask;
+  }
+  if (batch.entity_ids.defined()) {
+    const at::Tensor pooled = encode_units(batch.entity_ids, batch.entity_attention, batch.entity_mask);
+    out.entity_embed = torch::nn::functional::normalize(text_proj_->forward(pooled), opts);
+    if (entity_reference_) out.entity_reference = torch::nn::functional::normalize(pooled.detach(), opts);
+  }
   if (anatomy_pooling_ && batch.anatomy_masks.defined()) {
     AnatomyFeatures anatomy = anatomy_pool(img.tokens, img.grid, batch.anatomy_masks);
     out.anatomy_image = torch::nn::functional::normalize(image_proj_->forward(anatomy.features), opts);
@@ -113,6 +153,9 @@ VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size) {
   load_pretrained(*text_encoder, text_encoder->family(), text_encoder->extra_parameters(), text);
   VlpModel model(std::move(image_encoder), std::move(text_encoder), embed_dim, proj);
   model->set_anatomy_pooling(node.get_bool("anatomy_pooling", false));
+  model->set_local_dim(node.get_int("local_dim", 0, 0, 65536));
+  model->set_entity_reference(node.get_bool("entity_reference", false));
+  model->set_text_chunk(node.get_int("text_chunk", 1024, 1, 1 << 20));
   const std::vector<std::string> freeze = node.get_strings("freeze", {});
   if (!freeze.empty()) core::log_info("froze ", model->freeze(freeze), " parameter tensors");
   return model;

@@ -31,6 +31,7 @@ const std::vector<InputSpec>& input_specs() {
       {"anatomy_normal", "Batch.anatomy_normal", true, false},
       {"entity_disease", "Batch.entity_disease", true, false},
       {"entity_mask", "Batch.entity_mask", true, false},
+      {"tags", "Batch.tags", true, false},
   };
   return specs;
 }
@@ -57,7 +58,7 @@ std::pair<models::Encoded, data::Batch> bind_inputs(const NamedTensors& inputs) 
       {"report_hash", &b.report_hash},       {"report_normal", &b.report_normal},
       {"anatomy_abnormal", &b.anatomy_abnormal}, {"anatomy_text_hash", &b.anatomy_text_hash},
       {"anatomy_normal", &b.anatomy_normal}, {"entity_disease", &b.entity_disease},
-      {"entity_mask", &b.entity_mask}};
+      {"entity_mask", &b.entity_mask},       {"tags", &b.tags}};
   for (const auto& [name, tensor] : inputs) {
     if (name == "grid") {
       MEDVLP_CHECK(tensor.dim() == 1 && (tensor.numel() == 2 || tensor.numel() == 3),

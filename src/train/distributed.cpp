@@ -122,9 +122,10 @@ at::Tensor gather_with_grad(const std::shared_ptr<ProcessGroup>& group, const at
   return GatherWithGrad::apply(local, reinterpret_cast<int64_t>(group.get()));
 }
 
-losses::LossContext make_loss_context(const std::shared_ptr<ProcessGroup>& group, int64_t step) {
+losses::LossContext make_loss_context(const std::shared_ptr<ProcessGroup>& group, int64_t step, bool training) {
   losses::LossContext c;
   c.step = step;
+  c.training = training;
   if (!group) return c;
   c.rank = group->rank();
   c.world_size = group->world_size();

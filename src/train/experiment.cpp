@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "../core/log.h"
 #include "medvlp/core/device.h"
 #include "medvlp/core/error.h"
@@ -54,6 +56,94 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
   config.set("text.model=" + path);
   node.get_string("model");  // the resolved config now names the trained model; mark it read
   return tokenizer;
+}
+
+// Fills loss options that the model and data determine, where a `losses` entry leaves them out.
+void fill_loss_options(core::Config& config, const models::VlpModel& model, const std::vector<std::string>& anatomies,
+                       int64_t label_columns, int64_t tag_columns) {
+  const nlohmann::json& list = config.tree().contains("losses") ? config.tree()["losses"] : nlohmann::json();
+  if (!list.is_array()) return;  // build_losses reports the shape
+  std::vector<std::string> sets;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].is_object() || !list[i].contains("name") || !list[i]["name"].is_string()) continue;
+    const std::string name = list[i]["name"].get<std::string>();
+    const nlohmann::json options = list[i].contains("options") ? list[i]["options"] : nlohmann::json::object();
+    if (!options.is_object()) continue;
+    const std::string prefix = "losses." + std::to_string(i) + ".options.";
+    const auto fill = [&](const std::string& key, const nlohmann::json& value) {
+      if (!options.contains(key)) sets.push_back(prefix + key + "=" + value.dump());
+    };
+    if (name == "anatomy") {
+      fill("token_dim", model->token_dim());
+      fill("embed_dim", model->embed_dim());
+      if (!anatomies.empty()) fill("anatomies", anatomies);
+    } else if (name == "tag") {
+      fill("token_dim", model->token_dim());
+      const bool tags = options.contains("targets") && options["targets"] == "tags";
+      // Without a report section the label count stands in, so that the loss builds and the
+      // needs check below names the missing data.report.
+      fill("tags", tags && tag_columns > 0 ? tag_columns : label_columns);
+    }
+  }
+  for (const auto& s : sets) config.set(s);
+}
+
+// What a loss needs that only the structured reports (data.report) provide, by unit.
+struct NeedCheck {
+  data::ReportUnits units;
+  bool anatomy_masks = false, entity_reference = false, tokens_compared = false;
+};
+
+NeedCheck check_needs(const std::vector<losses::WeightedLoss>& losses, const core::ConfigNode& root,
+                      bool has_report, const data::DatasetPtr& dataset, const models::VlpModel& model) {
+  NeedCheck c;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    const auto& wl = losses[i];
+    const std::string who = "loss " + wl.name + " (losses[" + std::to_string(i) + "])";
+    const auto needs = wl.loss->needs();
+    const auto has = [&](const std::string& f) { return std::find(needs.begin(), needs.end(), f) != needs.end(); };
+    for (const std::string& field : needs) {
+      bool* unit = nullptr;
+      if (field == "Encoded.anatomy_text" || field == "Batch.anatomy_abnormal" || field == "Batch.anatomy_text_hash" ||
+          field == "Batch.anatomy_normal")
+        unit = &c.units.anatomy;
+      else if (field == "Encoded.sentence_embed")
+        unit = &c.units.sentences;
+      else if (field == "Encoded.entity_embed" || field == "Batch.entity_disease" || field == "Batch.entity_mask")
+        unit = &c.units.entities;
+      else if (field == "Batch.tags")
+        unit = &c.units.tags;
+      if (unit) {
+        if (!has_report)
+          root.at("data").fail("report", who + " needs " + field +
+                                             ", which comes from the structured reports: add a data.report section "
+                                             "(docs/data.md#structured-reports)");
+        *unit = true;
+      } else if (field == "Batch.anatomy_masks") {
+        if (dataset->anatomies().empty())
+          root.at("data").fail("anatomies", who + " needs Batch.anatomy_masks, which dataset \"" +
+                                                root.at("data").get_string("name") +
+                                                "\" does not provide (set data.anatomies for a manifest's label maps, "
+                                                "or use a dataset with anatomy masks)");
+        c.anatomy_masks = true;
+      } else if (field == "Encoded.entity_reference") {
+        if (!model->entity_reference_enabled())
+          root.at("model").fail("entity_reference", who +
+                                                        " needs Encoded.entity_reference: set model.entity_reference: "
+                                                        "true (the entity texts' own text features) or the loss's "
+                                                        "options.source: labels");
+      }
+    }
+    if (has("Encoded.image_tokens") && (has("Encoded.text_tokens") || has("Encoded.sentence_embed"))) {
+      const int64_t image_c = model->token_dim();
+      const int64_t text_c = model->local_dim() > 0 ? model->local_dim() : model->text_encoder()->out_dim();
+      if (image_c != text_c)
+        root.at("model").fail("local_dim", who + " compares image tokens (" + std::to_string(image_c) +
+                                               " channels) with text units (" + std::to_string(text_c) +
+                                               " channels): set model.local_dim to give both one space");
+    }
+  }
+  return c;
 }
 
 }  // namespace
@@ -111,10 +201,35 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir) {
   e.schedule.warmup_steps = schedule.get_int("warmup_steps", 100, 0);
   e.schedule.min_lr_ratio = schedule.get_double("min_lr_ratio", 0.0, 0.0, 1.0);
 
+  std::optional<data::ReportStructureOptions> report;
+  if (data.has("report"))
+    report = data::ReportStructurer::parse_options(data.at("report"), e.train_set->anatomies(), e.train_set->findings());
+
   // The model's initial weights are a function of the seed alone.
   torch::manual_seed(e.seed);
   e.model = models::build_model(root.at("model"), e.tokenizer->vocab_size());
+  std::vector<std::string> anatomies = e.train_set->anatomies();
+  if (report) {
+    anatomies.clear();
+    for (const auto& a : report->anatomies) anatomies.push_back(a.name);
+  }
+  fill_loss_options(e.config, e.model, anatomies, static_cast<int64_t>(e.train_set->findings().size()),
+                    report ? static_cast<int64_t>(report->tags.size()) : 0);
   e.losses = losses::build_losses(root.at("losses"));
+  const NeedCheck needs = check_needs(e.losses, root, report.has_value(), e.train_set, e.model);
+  if (needs.anatomy_masks && needs.units.anatomy && anatomies.size() != e.train_set->anatomies().size())
+    data.at("report").fail("anatomies", "lists " + std::to_string(anatomies.size()) + " anatomies but the dataset has " +
+                                            std::to_string(e.train_set->anatomies().size()) + " anatomy masks (" +
+                                            core::join(e.train_set->anatomies()) + "); list one per mask, in mask order");
+  if (report) {
+    report->units = needs.units;
+    try {
+      e.reports = std::make_shared<data::ReportStructurer>(*report);
+    } catch (const Error& err) {
+      throw err.with_context(data.at("report").path());
+    }
+    if (needs.units.any()) e.loader.reports = e.reports;
+  }
   e.model->to(e.device);
   for (auto& l : e.losses) l.loss->to(e.device);
 

@@ -84,8 +84,8 @@ nlohmann::json Trainer::step(const data::Batch& host_batch) {
     compat::CudaAutocast autocast(bf16, at::kBFloat16);
     encoded = e_.model->forward(batch);
   }
-  losses::LossContext context;
-  context.step = step_;
+  for (auto& l : e_.losses) l.loss->train();
+  const losses::LossContext context = make_loss_context(e_.group, step_, /*training=*/true);
   at::Tensor total = torch::zeros({}, torch::TensorOptions().device(e_.device));
   nlohmann::json metrics;
   for (size_t i = 0; i < e_.losses.size(); ++i) {

@@ -88,7 +88,6 @@ double naive_entities_form(const kit::NamedTensors& in, double scale) {
         target = first ? v : std::max(target, v);
         first = false;
       }
-      target = std::max(target, 0.0);
       const double logit = scale * (img[i] * ent[j][t]).sum().item<double>();
       mse += (logit - target) * (logit - target);
       bce += std::max(logit, 0.0) - logit * target + std::log1p(std::exp(-std::abs(logit)));
@@ -124,6 +123,58 @@ TEST(SoftTargetLoss, TargetRowsAreDistributionsForEverySimilarity) {
     EXPECT_TRUE(torch::allclose(t.sum(1), torch::ones({4}, torch::kDouble))) << sim;
     EXPECT_GT(t[0][1].item<double>(), t[0][2].item<double>()) << sim;  // shares "finding 0" with row 1 only
   }
+}
+
+// ASG's loss_soft (ASGMVLP_CODE main.py) written out: Q = L1-rownorm(0.8 I + 0.2 cos(labels, -1 -> 0)
+// + 1e-6); per direction the mean of F.kl_div(log_softmax(scores), Q) and F.kl_div(log Q, softmax(scores)).
+double naive_asg(const at::Tensor& img, const at::Tensor& txt, const at::Tensor& labels, double scale) {
+  const int64_t B = img.size(0), K = labels.size(1);
+  std::vector<std::vector<double>> q(B, std::vector<double>(B));
+  for (int64_t i = 0; i < B; ++i) {
+    double row = 0;
+    for (int64_t j = 0; j < B; ++j) {
+      double dot = 0, ni = 0, nj = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double a = std::max(labels[i][k].item<double>(), 0.0), b = std::max(labels[j][k].item<double>(), 0.0);
+        dot += a * b, ni += a * a, nj += b * b;
+      }
+      const double cos = dot / (std::max(std::sqrt(ni), 1e-12) * std::max(std::sqrt(nj), 1e-12));
+      q[i][j] = 0.8 * (i == j) + 0.2 * cos + 1e-6;
+      row += q[i][j];
+    }
+    for (int64_t j = 0; j < B; ++j) q[i][j] /= row;
+  }
+  double total = 0;
+  for (const bool image_rows : {true, false}) {
+    double fwd = 0, bwd = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      std::vector<double> z(B);
+      double zmax = -1e300, sum = 0;
+      for (int64_t j = 0; j < B; ++j) {
+        z[j] = scale * (image_rows ? (img[i] * txt[j]) : (txt[i] * img[j])).sum().item<double>();
+        zmax = std::max(zmax, z[j]);
+      }
+      for (int64_t j = 0; j < B; ++j) sum += std::exp(z[j] - zmax);
+      for (int64_t j = 0; j < B; ++j) {
+        const double logp = z[j] - zmax - std::log(sum);
+        fwd += q[i][j] * (std::log(q[i][j]) - logp);
+        bwd += std::exp(logp) * (logp - std::log(q[i][j]));
+      }
+    }
+    total += (fwd / B + bwd / B) / 2;
+  }
+  return total / 2;
+}
+
+TEST(SoftTargetLoss, AsgFormMatchesAsgWrittenOut) {
+  const auto in = test_inputs::global(6, 5, 4, 21);
+  auto loss = build("{similarity: cosine, normal_class: false, target_form: linear, identity_mix: 0.8, objective: kl_sym, "
+                    "temperature: 0.125, learnable: false}");  // ASG: 0.07; 0.125 keeps the float scale exact
+  EXPECT_NEAR(kit::evaluate(*loss, in).total, naive_asg(in.at("image_embed"), in.at("text_embed"), in.at("labels"), 8.0),
+              1e-9);
+  const auto g = kit::gradient_check(*loss, in);
+  EXPECT_TRUE(g) << g.message;
+  EXPECT_ERROR_CONTAINS(build("{objective: kl_sym}"), "kl_sym needs strictly positive targets");
 }
 
 TEST(SoftTargetLoss, EntitiesFormMatchesMedFilipWrittenOut) {

@@ -17,7 +17,7 @@ namespace medvlp::eval {
 struct FindingPrompts {
   std::string finding;
   std::vector<std::string> positive;  // e.g. "pleural effusion."
-  std::vector<std::string> negative;  // e.g. "no pleural effusion."
+  std::vector<std::string> negative;  // e.g. "no pleural effusion."; may be empty (score = cos(image, mean positive))
 };
 
 /// Evaluation settings (the `eval` config section).

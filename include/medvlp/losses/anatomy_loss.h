@@ -35,6 +35,7 @@ class AnatomyLossImpl : public LossImpl {
   AnatomyLossImpl(const AnatomyLossOptions& options, const core::ConfigNode& scale_node);
   LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) override;
   std::string name() const override { return "anatomy"; }
+  std::vector<std::string> needs() const override;
   /// Pooled and projected image features [b,A,D] (L2-normalized) and presence [b,A] of one batch.
   std::pair<at::Tensor, at::Tensor> anatomy_features(const models::Encoded& encoded, const data::Batch& batch);
 

@@ -39,6 +39,7 @@ class FalseNegativeLossImpl : public LossImpl {
   FalseNegativeLossImpl(const FalseNegativeOptions& options, const core::ConfigNode& scale_node);
   LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) override;
   std::string name() const override { return "false_negative"; }
+  std::vector<std::string> needs() const override;
 
  private:
   FalseNegativeOptions options_;

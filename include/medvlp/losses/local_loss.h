@@ -34,6 +34,7 @@ class LocalLossImpl : public LossImpl {
   LocalLossImpl(const LocalLossOptions& options);
   LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) override;
   std::string name() const override { return "local"; }
+  std::vector<std::string> needs() const override;
 
  private:
   LocalLossOptions options_;
@@ -54,6 +55,7 @@ class MultiLevelLossImpl : public LossImpl {
   explicit MultiLevelLossImpl(const MultiLevelLossOptions& options);
   LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) override;
   std::string name() const override { return "multi_level"; }
+  std::vector<std::string> needs() const override;
 
  private:
   MultiLevelLossOptions options_;

@@ -50,6 +50,10 @@ class LossImpl : public torch::nn::Module {
   virtual LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) = 0;
   /// Registry name, e.g. "clip".
   virtual std::string name() const = 0;
+  /// The fields forward() reads, as "Encoded.<field>" and "Batch.<field>". The trainer loads and
+  /// encodes only what some configured loss needs, and checks before training that the data and
+  /// model can provide each one (an error names the loss, the field and the config key).
+  virtual std::vector<std::string> needs() const { return {"Encoded.image_embed", "Encoded.text_embed"}; }
 
  protected:
   /// Throws "<loss>: needs Encoded.<field>, which the model did not produce" when `t` is undefined.

@@ -7,6 +7,7 @@
 
 #include "medvlp/losses/functional.h"
 #include "medvlp/losses/loss.h"
+#include "medvlp/text/knowledge.h"
 
 namespace medvlp::losses {
 
@@ -17,6 +18,8 @@ struct SoftTargetOptions {
   std::string similarity = "dot";     // "dot", "cosine" or "jaccard" between positive-label sets
   double target_temperature = 1.0;    // targets = softmax(similarity / τ) per row (MedCLIP: τ = 1)
   double identity_mix = 0.0;          // targets = α·I + (1-α)·softmax(...)
+  std::string target_form = "softmax";  // "softmax" (MedCLIP) or "linear": L1-rownorm(α·I + (1-α)·sim + 1e-6) (ASG)
+  std::string objective = "ce";       // "ce": soft cross-entropy; "kl_sym": (KL(Y‖P) + KL(P‖Y)) / 2 per direction (ASG)
   bool normal_class = true;           // a "no finding" column, so normal reports resemble each other
   // entities form
   std::string source = "encoder";     // "encoder": Encoded.entity_reference; "labels": same disease ⇒ 1
@@ -29,7 +32,8 @@ struct SoftTargetOptions {
   RowMode rows = RowMode::Local;
 };
 
-/// Labels form: L = (softCE(s·I·Tᵀ, Y) + softCE(s·T·Iᵀ, Yᵀ)) / 2 with Y from Batch.labels.
+/// Labels form: L = (softCE(s·I·Tᵀ, Y) + softCE(s·T·Iᵀ, Yᵀ)) / 2 with Y from Batch.labels (or the
+/// symmetric KL of ASG with objective kl_sym).
 /// Entities form: logits s·image·entityᵀ over every valid entity of the batch, target
 /// y_it = max_{e of image i} [disease(e) = disease(t)]·cos(ref_e, ref_t), L = MSE + BCE-with-logits.
 class SoftTargetLossImpl : public LossImpl {
@@ -37,6 +41,7 @@ class SoftTargetLossImpl : public LossImpl {
   explicit SoftTargetLossImpl(const SoftTargetOptions& options);
   LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) override;
   std::string name() const override { return "soft_target"; }
+  std::vector<std::string> needs() const override;
   const SoftTargetOptions& options() const { return options_; }
 
  private:
@@ -49,17 +54,9 @@ class SoftTargetLossImpl : public LossImpl {
 /// Soft targets of the labels form over gathered label rows [N,K] (1 present; ≤ 0 not): [N,N].
 at::Tensor label_soft_targets(const at::Tensor& labels, const SoftTargetOptions& options);
 
-/// One extracted disease detail of a report (MedFILIP's <location, detail, disease> triplet).
-struct EntityDetail {
-  std::string location;
-  std::string detail;
-  std::string disease;
-};
-
-/// MedFILIP's entity text "location detail disease. knowledge": each of the three elements is
-/// replaced by "mask" with `mask_probability` (training-time augmentation, 0.5 in MedFILIP); the
-/// knowledge description is appended only when the disease itself was kept and `knowledge` is non-empty.
-std::string entity_text(const EntityDetail& entity, const std::string& knowledge, double mask_probability,
-                        std::mt19937_64& rng);
+// The entity text helpers live in the text module (the data stage renders entity texts); these
+// names keep code written against the loss header working.
+using text::EntityDetail;
+using text::entity_text;
 
 }  // namespace medvlp::losses

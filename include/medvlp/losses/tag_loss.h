@@ -21,6 +21,8 @@ struct TagLossOptions {
   double gamma_pos = 0.0;
   double gamma_neg = 4.0;
   double clip = 0.05;
+  std::string unknown = "ignore";   // -1 entries: "ignore" (masked out) or "negative" (ASG's BCE sets -1 to 0)
+  std::string targets = "labels";  // "labels": Batch.labels; "tags": Batch.tags from the parsed reports (ASG)
 };
 
 class TagLossImpl : public LossImpl {
@@ -28,6 +30,9 @@ class TagLossImpl : public LossImpl {
   explicit TagLossImpl(const TagLossOptions& options);
   LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) override;
   std::string name() const override { return "tag"; }
+  std::vector<std::string> needs() const override {
+    return {"Encoded.image_tokens", options_.targets == "tags" ? "Batch.tags" : "Batch.labels"};
+  }
   /// Tag logits [b,K] from image tokens [b,N,C].
   at::Tensor logits(const at::Tensor& tokens);
 

@@ -5,6 +5,7 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
 #include "medvlp/core/config.h"
@@ -25,8 +26,26 @@ class VlpModelImpl : public torch::nn::Module {
   at::Tensor encode_texts(const at::Tensor& ids, const at::Tensor& mask);     // [B,L] -> [B,D]
   /// Encodes a batch's images and reports (tokens included) for the losses; with anatomy pooling on
   /// and anatomy masks in the batch also the projected, L2-normalized anatomy features and their presence.
+  /// Text units the batch carries (the loader adds only those a configured loss reads) are encoded
+  /// in one flattened pass through the text encoder, in chunks, padded units skipped:
+  /// anatomy_ids -> anatomy_text [B,A,D], sentence_ids -> sentence_embed [B,S,token_dim()],
+  /// entity_ids -> entity_embed [B,E,D] (and entity_reference when enabled).
   Encoded forward(const data::Batch& batch);
   int64_t embed_dim() const { return embed_dim_; }
+  /// Channels of Encoded.image_tokens / text_tokens / sentence_embed: local_dim when set, else the
+  /// image encoder's width.
+  int64_t token_dim() const;
+  /// AFLoc's local embedding heads: linear maps of image tokens, text tokens and sentence features
+  /// into one `dim`-wide space ("image_local.…", "text_local.…"), so that token-level losses can
+  /// compare them. 0 (default) keeps the encoders' own token features.
+  void set_local_dim(int64_t dim);
+  int64_t local_dim() const { return local_dim_; }
+  /// Fill Encoded.entity_reference with the entity texts' own (detached) text features, the
+  /// stand-in for MedFILIP's frozen sentence encoder.
+  void set_entity_reference(bool on) { entity_reference_ = on; }
+  bool entity_reference_enabled() const { return entity_reference_; }
+  /// Text units encoded per pass through the text encoder (memory bound for many units).
+  void set_text_chunk(int64_t rows) { text_chunk_ = rows; }
   /// Fill Encoded.anatomy_image / anatomy_present from the batch's anatomy masks (off by default:
   /// the built-in anatomy loss pools the tokens itself).
   void set_anatomy_pooling(bool on) { anatomy_pooling_ = on; }
@@ -38,18 +57,26 @@ class VlpModelImpl : public torch::nn::Module {
   int64_t freeze(const std::vector<std::string>& patterns);
 
  private:
+  /// Pooled features [B,U,C] of text units [B,U,L]; rows where `units` is 0 are not encoded (zeros).
+  at::Tensor encode_units(const at::Tensor& ids, const at::Tensor& attention, const at::Tensor& units);
+
   int64_t embed_dim_;
+  int64_t local_dim_ = 0;
+  int64_t text_chunk_ = 1024;
   bool anatomy_pooling_ = false;
+  bool entity_reference_ = false;
   ImageEncoderPtr image_;
   TextEncoderPtr text_;
   torch::nn::Sequential image_proj_{nullptr}, text_proj_{nullptr};
+  torch::nn::Linear image_local_{nullptr}, text_local_{nullptr};
 };
 TORCH_MODULE(VlpModel);
 
 /// Builds a VlpModel from the `model` config node: image/text encoders by registry name,
 /// `embed_dim`, `projection` (linear | mlp), `freeze` (glob patterns), `anatomy_pooling` (bool). Each encoder node may name
 /// pretrained `weights` (safetensors) with their `weights_format` (see weight_formats()) and
-/// `weights_strict` (default true). `vocab_size` comes from the tokenizer.
+/// `weights_strict` (default true), `local_dim` (AFLoc's local heads, 0 = none), `entity_reference`
+/// (bool), `text_chunk` (text units per encoder pass). `vocab_size` comes from the tokenizer.
 VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size);
 
 }  // namespace medvlp::models

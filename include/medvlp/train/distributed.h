@@ -48,6 +48,7 @@ class ProcessGroup {
 at::Tensor gather_with_grad(const std::shared_ptr<ProcessGroup>& group, const at::Tensor& local);
 
 /// A LossContext whose gather goes through `group` (identity context when group is null).
-losses::LossContext make_loss_context(const std::shared_ptr<ProcessGroup>& group, int64_t step = 0);
+losses::LossContext make_loss_context(const std::shared_ptr<ProcessGroup>& group, int64_t step = 0,
+                                      bool training = true);
 
 }  // namespace medvlp::train

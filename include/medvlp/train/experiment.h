@@ -10,10 +10,12 @@
 #include "medvlp/core/config.h"
 #include "medvlp/data/dataset.h"
 #include "medvlp/data/loader.h"
+#include "medvlp/data/report_structure.h"
 #include "medvlp/eval/evaluator.h"
 #include "medvlp/losses/loss.h"
 #include "medvlp/models/vlp_model.h"
 #include "medvlp/text/tokenizer.h"
+#include "medvlp/train/distributed.h"
 #include "medvlp/train/optimizer.h"
 
 namespace medvlp::train {
@@ -43,6 +45,10 @@ struct Experiment {
   data::DatasetPtr eval_set;
   models::VlpModel model{nullptr};
   std::vector<losses::WeightedLoss> losses;
+  /// The structured-report stage (data.report), or null; the loader adds its units to batches.
+  std::shared_ptr<const data::ReportStructurer> reports;
+  /// The process group the losses gather through; null on one process.
+  std::shared_ptr<ProcessGroup> group;
   data::LoaderOptions loader;
   AdamWOptions optim;
   CosineSchedule schedule;
@@ -52,6 +58,9 @@ struct Experiment {
 
   /// Builds from `config`. Without `text.model`, a SentencePiece model is trained on the training
   /// reports and saved to `run_dir/tokenizer.model` (the resolved config then points to it).
+  /// Loss options the model and data determine (token_dim, embed_dim, anatomies, tags) are filled
+  /// in when a loss entry leaves them out; every field a loss needs() is checked against what the
+  /// data and model can provide, failing with the loss, the field and the key that would provide it.
   static Experiment build(core::Config config, const std::string& run_dir);
 
   /// Model parameters and buffers, and loss parameters under "losses.<i>.": what checkpoints store.
