@@ -2,6 +2,8 @@
 // with Hugging Face's implementation on >1,000 sentences is checked by tests/js/tokenizer_check.cjs.
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include <torch/torch.h>
 
 #include "../testing_util.h"

@@ -14,6 +14,7 @@
 // Datasets without an official split of their labelled images (validation for MIMIC-less sets,
 // RSNA's test) split by a hash of the patient id, so a patient never straddles two splits.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 

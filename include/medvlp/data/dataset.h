@@ -1,6 +1,7 @@
 #pragma once
 // The dataset interface every adapter implements.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>

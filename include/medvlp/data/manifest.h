@@ -1,6 +1,7 @@
 #pragma once
 // JSONL manifests: medvlp's generic dataset format, one case per line.
 
+#include <cstdint>
 #include <mutex>
 #include <set>
 #include <string>

@@ -5,6 +5,7 @@
 // The loader tokenizes them into Batch tensors.
 
 #include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>

@@ -8,6 +8,7 @@
 // id, patient id, report and boxes). index.json is written last, atomically: a folder without it is
 // an unfinished build and is refused.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>

@@ -7,6 +7,7 @@
 // (identity, full view or centre crop) used for non-training splits.
 
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>

@@ -1,6 +1,7 @@
 #pragma once
 // Zero-shot classification and image-report retrieval of a trained VlpModel.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 

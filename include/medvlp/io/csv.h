@@ -1,6 +1,7 @@
 #pragma once
 // CSV tables (RFC 4180 quoting), plain or gzip-compressed, as the public datasets ship them.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 

@@ -1,6 +1,7 @@
 #pragma once
 // `false_negative`: fVLM's false-negative calibration of an image-report contrastive problem.
 
+#include <cstdint>
 #include <string>
 
 #include "medvlp/losses/functional.h"

@@ -1,6 +1,7 @@
 #pragma once
 // CLIP's byte-level BPE tokenizer (vocab.json + merges.txt), as Hugging Face's CLIPTokenizerFast.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>

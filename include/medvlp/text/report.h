@@ -2,6 +2,7 @@
 // Report structure: sections (FINDINGS, IMPRESSION, ...) and sentences, with byte spans into the
 // original text so that every downstream annotation points back at what the radiologist wrote.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -2,6 +2,7 @@
 // The rule-based report parser: sentences -> <anatomy, finding, existence> triplets with attributes,
 // driven by YAML lexicons (configs/lexicons/) and a NegEx-style cue engine.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>

@@ -1,6 +1,7 @@
 #pragma once
 // SentencePiece tokenizer (libsentencepiece): load a .model, or train one on a report corpus.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>

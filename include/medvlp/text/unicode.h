@@ -1,6 +1,7 @@
 #pragma once
 // UTF-8 and the Unicode properties the tokenizers and the report parser rely on (ICU underneath).
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 

@@ -2,6 +2,7 @@
 // BERT's WordPiece tokenizer, reproducing Hugging Face's BertTokenizer(Fast) from a vocab.txt,
 // and a WordPiece vocabulary trainer for report corpora.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>

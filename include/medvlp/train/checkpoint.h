@@ -1,6 +1,7 @@
 #pragma once
 // Checkpoints: written to a temporary folder, fsynced, then renamed, so a crash never leaves half a checkpoint.
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>

@@ -1,6 +1,7 @@
 #pragma once
 // AdamW and the warm-up + cosine learning-rate schedule.
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>

@@ -1,6 +1,7 @@
 #pragma once
 // The training loop: data, model, losses, AdamW, schedule, autocast, logging, checkpoints, resume.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>

@@ -6,6 +6,7 @@
 // interpose each other and the process aborts at start-up or on first use. The plugin is
 // loaded with RTLD_LOCAL | RTLD_DEEPBIND so sentencepiece binds to its own copy; only plain C
 // types cross the boundary.
+#include <cstdint>
 #include <stddef.h>
 #include <stdint.h>
 
