@@ -50,13 +50,18 @@ at::Tensor VlpModelImpl::encode_units(const at::Tensor& ids, const at::Tensor& a
   const at::Tensor flat_ids = ids.reshape({B * U, L}), flat_mask = attention.reshape({B * U, L});
   at::Tensor rows = units.defined() ? (units.reshape({B * U}) > 0).nonzero().squeeze(1)
                                     : torch::arange(B * U, torch::TensorOptions().dtype(torch::kLong).device(ids.device()));
+  if (rows.size(0) == 0) return torch::zeros({B, U, C}, torch::TensorOptions().device(ids.device()));
+  // Equal units are encoded once: fVLM's normal template fills most anatomy rows, and "No
+  // pneumothorax." recurs across reports. (Duplicates then share one dropout mask.)
+  const at::Tensor keyed = torch::cat({flat_ids.index_select(0, rows), flat_mask.index_select(0, rows).to(ids.scalar_type())}, 1);
+  const auto unique = at::unique_dim(keyed, 0, /*sorted=*/true, /*return_inverse=*/true);
+  const at::Tensor distinct = std::get<0>(unique), inverse = std::get<1>(unique);
   std::vector<at::Tensor> parts;
-  for (int64_t begin = 0; begin < rows.size(0); begin += text_chunk_) {
-    const at::Tensor chunk = rows.narrow(0, begin, std::min(text_chunk_, rows.size(0) - begin));
-    parts.push_back(text_->forward(flat_ids.index_select(0, chunk), flat_mask.index_select(0, chunk)).pooled);
+  for (int64_t begin = 0; begin < distinct.size(0); begin += text_chunk_) {
+    const at::Tensor chunk = distinct.narrow(0, begin, std::min(text_chunk_, distinct.size(0) - begin));
+    parts.push_back(text_->forward(chunk.narrow(1, 0, L), chunk.narrow(1, L, L).to(attention.scalar_type())).pooled);
   }
-  if (parts.empty()) return torch::zeros({B, U, C}, torch::TensorOptions().device(ids.device()));
-  const at::Tensor pooled = torch::cat(parts);
+  const at::Tensor pooled = torch::cat(parts).index_select(0, inverse);
   return torch::zeros({B * U, C}, pooled.options()).index_copy(0, rows, pooled).view({B, U, C});
 }
 
@@ -77,7 +82,8 @@ Encoded VlpModelImpl::forward(const data::Batch& batch) {
         torch::nn::functional::normalize(text_proj_->forward(encode_units(batch.anatomy_ids, batch.anatomy_attention, {})), opts);
   if (batch.sentence_ids.defined()) {
     const at::Tensor pooled = encode_units(batch.sentence_ids, batch.sentence_attention, batch.sentence_mask);
-    out.sentence_embed = local_dim_ > 0 ? text_local_->forward(pooled) : pooled;
+    // Padding sentences stay zero after the local head's bias, as they are before it.
+    out.sentence_embed = local_dim_ > 0 ? text_local_->forward(pooled) * (batch.sentence_mask.unsqueeze(-1) > 0) : pooled;
     out.sentence_mask = batch.sentence_mask;
   }
   if (batch.entity_ids.defined()) {

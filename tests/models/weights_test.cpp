@@ -189,3 +189,58 @@ TEST(VlpModel, BuildsZooEncodersLoadsWeightsAndFreezes) {
       "  text: {name: bert, hidden: 32, layers: 1, heads: 4, intermediate: 64, max_position: 32}\n", "bad.yaml");
   EXPECT_ERROR_CONTAINS(build_model(bad.root().at("model"), 100), "model.image.weights (" + dir.path() + "/r18.safetensors)");
 }
+
+TEST(VlpModel, EncodesTextUnitsLikeSeparateReportsAndSkipsPadding) {
+  // Anatomy texts, sentences and entities go through one deduplicated, chunked pass: each unit must
+  // come out as if it were encoded alone, and padding units must stay zero.
+  const auto config = medvlp::core::Config::parse(R"(
+model:
+  embed_dim: 8
+  local_dim: 6
+  entity_reference: true
+  text_chunk: 3
+  image: {name: small_cnn, channels: [4, 8]}
+  text: {name: small_transformer, dim: 8, layers: 1, heads: 2, ff_dim: 16, max_len: 12}
+)", "units.yaml");
+  torch::manual_seed(3);
+  VlpModel model = build_model(config.root().at("model"), 50);
+  model->eval();
+  const int64_t B = 2, U = 4, L = 7;
+  at::Tensor ids = torch::randint(3, 50, {B, U, L}, torch::kLong);
+  ids[1][2] = ids[0][1].clone();  // a repeated unit (the normal template, say)
+  ids[1][3] = ids[0][1].clone();
+  at::Tensor attention = torch::ones({B, U, L}, torch::kLong);
+  attention[0][3].narrow(0, 4, 3).zero_();  // a shorter unit
+  at::Tensor units = torch::ones({B, U});
+  units[1][3] = 0;  // padding
+  medvlp::data::Batch batch;
+  batch.images = torch::rand({B, 1, 32, 32});
+  batch.token_ids = torch::randint(3, 50, {B, L}, torch::kLong);
+  batch.attention_mask = torch::ones({B, L}, torch::kLong);
+  batch.anatomy_ids = ids;
+  batch.anatomy_attention = attention;
+  batch.entity_ids = ids;
+  batch.entity_attention = attention;
+  batch.entity_mask = units;
+  batch.sentence_ids = ids;
+  batch.sentence_attention = attention;
+  batch.sentence_mask = units;
+  torch::NoGradGuard no_grad;
+  const Encoded e = model->forward(batch);
+  ASSERT_EQ(e.anatomy_text.sizes(), (std::vector<int64_t>{B, U, 8}));
+  ASSERT_EQ(e.sentence_embed.sizes(), (std::vector<int64_t>{B, U, 6}));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t u = 0; u < U; ++u) {
+      const at::Tensor alone = model->encode_texts(ids[b][u].unsqueeze(0), attention[b][u].unsqueeze(0))[0];
+      EXPECT_TRUE(torch::allclose(e.anatomy_text[b][u], alone, 1e-5, 1e-6)) << b << "," << u;
+      if (units[b][u].item<float>() > 0) {
+        EXPECT_TRUE(torch::allclose(e.entity_embed[b][u], alone, 1e-5, 1e-6)) << b << "," << u;
+        EXPECT_NEAR(e.entity_reference[b][u].norm().item<float>(), 1.0, 1e-5);
+      } else {
+        EXPECT_EQ(e.entity_embed[b][u].abs().sum().item<float>(), 0.f);
+        EXPECT_EQ(e.sentence_embed[b][u].abs().sum().item<float>(), 0.f);
+      }
+    }
+  EXPECT_EQ(e.image_tokens.size(2), 6);  // local heads map image tokens and words into one space
+  EXPECT_EQ(e.text_tokens.size(2), 6);
+}
