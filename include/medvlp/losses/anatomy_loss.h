@@ -1,5 +1,5 @@
 #pragma once
-// `anatomy`: fVLM's anatomy-level contrast (ASG's region-sentence alignment is its 2D case).
+// `anatomy`: fVLM's anatomy-level contrast, one contrastive problem per anatomy across the batch (2D or 3D).
 
 #include <optional>
 #include <string>

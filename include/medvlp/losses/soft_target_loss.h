@@ -1,6 +1,6 @@
 #pragma once
-// `soft_target`: contrast against a soft target matrix instead of the identity, in the MedCLIP/ASG
-// form (targets from label similarity) or the MedFILIP form (image vs entity texts, MSE + BCE).
+// `soft_target`: contrast against a soft target matrix instead of the identity, in the label form
+// (MedCLIP's softmax targets or ASG's linear ones) or the MedFILIP form (image vs entity texts, MSE + BCE).
 
 #include <random>
 #include <string>
@@ -13,7 +13,7 @@ namespace medvlp::losses {
 
 /// Options of SoftTargetLoss. See docs/losses.md for the formulas and where each default comes from.
 struct SoftTargetOptions {
-  std::string form = "labels";        // "labels" (MedCLIP/ASG) or "entities" (MedFILIP)
+  std::string form = "labels";        // "labels" (MedCLIP, ASG) or "entities" (MedFILIP)
   // labels form
   std::string similarity = "dot";     // "dot", "cosine" or "jaccard" between positive-label sets
   double target_temperature = 1.0;    // targets = softmax(similarity / τ) per row (MedCLIP: τ = 1)
