@@ -20,6 +20,8 @@ endif()
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/examples" -B "${WORK_DIR}/build" "-DCMAKE_PREFIX_PATH=${prefix_path}" ${launcher})
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build" -j2)
 run("${WORK_DIR}/build/train_tiny" "${WORK_DIR}/prefix/share/medvlp/configs/synthetic_cxr.yaml" "${WORK_DIR}/run")
+run("${WORK_DIR}/build/train_recipe" "${WORK_DIR}/prefix/share/medvlp/configs/recipes/afloc_cxr_phantom.yaml"
+    "${WORK_DIR}/recipe-run" 2)
 if(EXISTS "${WORK_DIR}/build/siglip_loss_test")
   run("${WORK_DIR}/build/siglip_loss_test")
 endif()
