@@ -2,6 +2,9 @@
 // -> brightness/contrast -> batches of 32 with tokenized reports, through medvlp::data::Loader with 1
 // and 2 worker threads. `--make DIR` writes the PNG manifest that bench/loader_bench.py reads with
 // torch's DataLoader + torchvision. Prints one JSON line per worker count.
+// `--reports N`: the structured-report stage on the demo's data (64 px chest phantoms, batches of
+// 64, one worker): reports structured per second, and loader images/s over N batches without the
+// stage and with all four units (anatomy texts, sentences, entity texts, tags) tokenized.
 #include <chrono>
 #include <iostream>
 
@@ -13,6 +16,7 @@
 #include "medvlp/data/build.h"
 #include "medvlp/data/loader.h"
 #include "medvlp/data/manifest.h"
+#include "medvlp/data/report_structure.h"
 #include "medvlp/text/wordpiece.h"
 
 using namespace medvlp;
@@ -28,7 +32,61 @@ int main(int argc, char** argv) {
   app.add_option("--dir", dir, "folder with manifest.jsonl");
   app.add_option("--batches", batches, "batches of 32 to time per worker count");
   app.add_option("--workers", workers, "worker counts");
+  int64_t report_batches = 0;
+  app.add_option("--reports", report_batches, "time the structured-report stage over this many demo batches");
   CLI11_PARSE(app, argc, argv);
+  if (report_batches > 0) {
+    torch::set_num_threads(1);
+    const core::Config config = core::Config::parse(
+        "data: {name: synthetic_cxr, image_size: 64, train_size: 20000, augment: true, shuffle_sentences: true,"
+        " report: {lexicon: chest_xray, knowledge: chest_xray}}",
+        "report_bench");
+    const core::ConfigNode data_node = config.root().at("data");
+    const data::DatasetPtr ds = data::build_dataset(data_node, "train");
+    std::vector<std::string> reports, ids;
+    for (int64_t i = 0; i < 2000; ++i) {
+      const data::Sample sample = ds->get(i, 0);
+      reports.push_back(sample.report);
+      ids.push_back(sample.id);
+    }
+    text::WordPieceTrainOptions wo;
+    wo.vocab_size = 500;
+    auto tokenizer = std::make_shared<text::WordPieceTokenizer>(
+        text::train_wordpiece(std::vector<std::string>(reports.begin(), reports.begin() + 200), wo));
+    data::ReportStructureOptions ro =
+        data::ReportStructurer::parse_options(data_node.at("report"), ds->anatomies(), ds->findings());
+    ro.units = {true, true, true, true};
+    {
+      const data::ReportStructurer structurer(ro);
+      const auto t0 = Clock::now();
+      for (size_t i = 0; i < reports.size(); ++i) structurer.structure(reports[i], ids[i]);
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      std::cout << nlohmann::json{{"what", "structure"}, {"reports", reports.size()}, {"seconds", s},
+                                  {"reports_per_s", static_cast<double>(reports.size()) / s}}
+                       .dump()
+                << "\n";
+    }
+    for (const bool with_reports : {false, true, false, true}) {  // interleaved: drift on a shared VM hits both
+      data::LoaderOptions lo;
+      lo.batch_size = 64;
+      lo.workers = 1;
+      lo.max_text_len = 80;
+      if (with_reports) lo.reports = std::make_shared<const data::ReportStructurer>(ro);  // cold cache
+      data::Loader loader(ds, tokenizer, lo);
+      loader.start(0);
+      data::Batch b;
+      loader.next(&b);
+      const auto t0 = Clock::now();
+      int64_t images = 0;
+      for (int64_t i = 0; i < report_batches && loader.next(&b); ++i) images += b.size();
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      std::cout << nlohmann::json{{"what", "loader_reports"}, {"report_units", with_reports}, {"images", images},
+                                  {"seconds", s}, {"images_per_s", static_cast<double>(images) / s}}
+                       .dump()
+                << "\n";
+    }
+    return 0;
+  }
   if (!make.empty()) {
     data::SyntheticCxrOptions o;
     o.image_size = 512;
