@@ -22,6 +22,23 @@
 using namespace medvlp;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+// Images/s over `batches` batches after a warm-up batch (threads started, first batch built),
+// as one JSON object with `what` and the timing fields.
+nlohmann::json time_loader(const data::DatasetPtr& ds, const std::shared_ptr<const text::Tokenizer>& tokenizer,
+                           const data::LoaderOptions& options, int64_t batches) {
+  data::Loader loader(ds, tokenizer, options);
+  loader.start(0);
+  data::Batch b;
+  loader.next(&b);
+  const auto t0 = Clock::now();
+  int64_t images = 0;
+  for (int64_t i = 0; i < batches && loader.next(&b); ++i) images += b.size();
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return {{"images", images}, {"seconds", s}, {"images_per_s", static_cast<double>(images) / s}};
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"medvlp loader benchmark"};
   std::string make, dir;
@@ -72,18 +89,10 @@ int main(int argc, char** argv) {
       lo.workers = 1;
       lo.max_text_len = 80;
       if (with_reports) lo.reports = std::make_shared<const data::ReportStructurer>(ro);  // cold cache
-      data::Loader loader(ds, tokenizer, lo);
-      loader.start(0);
-      data::Batch b;
-      loader.next(&b);
-      const auto t0 = Clock::now();
-      int64_t images = 0;
-      for (int64_t i = 0; i < report_batches && loader.next(&b); ++i) images += b.size();
-      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-      std::cout << nlohmann::json{{"what", "loader_reports"}, {"report_units", with_reports}, {"images", images},
-                                  {"seconds", s}, {"images_per_s", static_cast<double>(images) / s}}
-                       .dump()
-                << "\n";
+      nlohmann::json row = time_loader(ds, tokenizer, lo, report_batches);
+      row["what"] = "loader_reports";
+      row["report_units"] = with_reports;
+      std::cout << row.dump() << "\n";
     }
     return 0;
   }
@@ -111,18 +120,10 @@ int main(int argc, char** argv) {
     lo.batch_size = 32;
     lo.workers = w;
     lo.prefetch = 4;
-    data::Loader loader(ds, tokenizer, lo);
-    loader.start(0);
-    data::Batch b;
-    loader.next(&b);  // warm-up: threads started, first batch built
-    const auto t0 = Clock::now();
-    int64_t images = 0;
-    for (int64_t i = 0; i < batches && loader.next(&b); ++i) images += b.size();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::cout << nlohmann::json{{"what", "loader"}, {"workers", w}, {"images", images}, {"seconds", s},
-                                {"images_per_s", static_cast<double>(images) / s}}
-                     .dump()
-              << "\n";
+    nlohmann::json row = time_loader(ds, tokenizer, lo, batches);
+    row["what"] = "loader";
+    row["workers"] = w;
+    std::cout << row.dump() << "\n";
   }
   return 0;
 }

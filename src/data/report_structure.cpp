@@ -36,6 +36,23 @@ std::string detail_of(const text::Attributes& a) {
   return out;
 }
 
+// Tokenizes each distinct text once: templates, "No pneumothorax." and the empty padding units
+// repeat across a batch.
+text::TokenBatch encode_distinct(const text::Tokenizer& tokenizer, const std::vector<std::string>& texts,
+                                 int64_t max_len) {
+  std::unordered_map<std::string, int64_t> slot;
+  std::vector<std::string> distinct;
+  std::vector<int64_t> index;
+  for (const auto& t : texts) {
+    const auto it = slot.emplace(t, static_cast<int64_t>(distinct.size()));
+    if (it.second) distinct.push_back(t);
+    index.push_back(it.first->second);
+  }
+  const text::TokenBatch tokens = tokenizer.encode(distinct, max_len);
+  const at::Tensor rows = torch::tensor(index, torch::kLong);
+  return {tokens.ids.index_select(0, rows), tokens.mask.index_select(0, rows)};
+}
+
 }  // namespace
 
 ReportStructureOptions ReportStructurer::parse_options(const core::ConfigNode& node,
@@ -130,9 +147,11 @@ ReportStructurer::ReportStructurer(ReportStructureOptions options) : options_(st
       for (size_t i = 1; i + 1 < path.size(); ++i) ancestors.insert(path[i]);  // not c, not the root
     }
     for (const auto& a : ancestors) ++above[a];
+    reached_from_.push_back(std::move(ancestors));
   }
-  for (const auto& [a, n] : above)
-    if (n < covers_.size()) spread_from_.push_back(a);
+  for (auto& ancestors : reached_from_)
+    for (auto it = ancestors.begin(); it != ancestors.end();)
+      it = above[*it] == covers_.size() ? ancestors.erase(it) : std::next(it);
 
   if (!options_.annotations.empty()) {
     std::ifstream in(options_.annotations, std::ios::binary);
@@ -197,12 +216,8 @@ StructuredReport ReportStructurer::structure_parsed(const text::ParsedReport& pa
     std::set<int> seen;
     for (const auto& t : parsed.triplets) {
       if (t.existence == text::Existence::kAbsent) continue;
-      const std::vector<std::string>& path = t.anatomy_path;
-      bool hit = false;
-      for (const auto& c : covers_[a]) {
-        if (contains(path, c) || t.anatomy == c) hit = true;
-        if (!hit && contains(spread_from_, t.anatomy) && contains(lexicon_->anatomy_path(c), t.anatomy)) hit = true;
-      }
+      bool hit = reached_from_[a].count(t.anatomy) > 0;
+      for (const auto& c : covers_[a]) hit = hit || t.anatomy == c || contains(t.anatomy_path, c);
       if (!hit) continue;
       if (t.existence == text::Existence::kPresent) out.anatomy_abnormal[a] = 1.f;
       if (t.sentence >= 0 && !seen.insert(t.sentence).second) continue;
@@ -309,7 +324,7 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
         no[b][a] = r.anatomy_normal[static_cast<size_t>(a)];
         h[b][a] = text_hash(texts.back());
       }
-    const text::TokenBatch tokens = tokenizer.encode(texts, options_.anatomy_max_len);
+    const text::TokenBatch tokens = encode_distinct(tokenizer, texts, options_.anatomy_max_len);
     batch->anatomy_ids = tokens.ids.view({B, A, -1});
     batch->anatomy_attention = tokens.mask.view({B, A, -1});
     batch->anatomy_abnormal = abnormal;
@@ -331,7 +346,7 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
         if (real) m[b][s] = 1.f;
       }
     }
-    const text::TokenBatch tokens = tokenizer.encode(texts, options_.sentence_max_len);
+    const text::TokenBatch tokens = encode_distinct(tokenizer, texts, options_.sentence_max_len);
     batch->sentence_ids = tokens.ids.view({B, S, -1});
     batch->sentence_attention = tokens.mask.view({B, S, -1});
     batch->sentence_mask = mask;
@@ -360,7 +375,7 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
         d[b][e] = r.entity_disease[static_cast<size_t>(e)];
       }
     }
-    const text::TokenBatch tokens = tokenizer.encode(texts, options_.entity_max_len);
+    const text::TokenBatch tokens = encode_distinct(tokenizer, texts, options_.entity_max_len);
     batch->entity_ids = tokens.ids.view({B, E, -1});
     batch->entity_attention = tokens.mask.view({B, E, -1});
     batch->entity_mask = mask;

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -106,7 +107,7 @@ class ReportStructurer {
   std::shared_ptr<const text::KnowledgeTable> knowledge_;
   std::vector<std::string> diseases_;
   std::vector<std::vector<std::string>> covers_;   // per anatomy: lexicon anatomies it collects
-  std::vector<std::string> spread_from_;           // non-root anatomies above some but not all specs
+  std::vector<std::set<std::string>> reached_from_;  // per anatomy: anatomies above it (not the root, not above every anatomy)
   std::unordered_map<std::string, Annotation> annotations_;
   mutable std::mutex mutex_;
   mutable std::unordered_map<std::string, std::shared_ptr<const StructuredReport>> cache_;
