@@ -31,7 +31,7 @@ Action add_eval(CLI::App& app) {
     for (const auto& s : args->sets) config.set(s);
     train::Experiment e = train::Experiment::build(std::move(config), "");
     if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
-    const nlohmann::json result = eval::evaluate(e.model, e.eval_set, *e.tokenizer, e.eval, e.device, e.image_mean, e.image_std);
+    const nlohmann::json result = e.evaluate();
     std::string out = args->out;
     if (out.empty()) {
       // run/checkpoints/step_N -> run/eval.json

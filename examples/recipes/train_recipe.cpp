@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
       optimizer.step(e.schedule.at(step));
       std::printf("step %lld total %.4f%s\n", static_cast<long long>(step + 1), total.item<double>(), terms.c_str());
     }
-    const auto result = eval::evaluate(e.model, e.eval_set, *e.tokenizer, e.eval, e.device, e.image_mean, e.image_std);
+    const auto result = e.evaluate();
     std::cout << eval::format_eval_table(result);
   } catch (const Error& err) {
     std::cerr << "error: " << err.what() << "\n";

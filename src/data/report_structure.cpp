@@ -211,6 +211,7 @@ StructuredReport ReportStructurer::structure_parsed(const text::ParsedReport& pa
   out.anatomy_text.resize(A);
   out.anatomy_abnormal.assign(A, 0.f);
   out.anatomy_normal.assign(A, 0.f);
+  out.anatomy_described.assign(A, 0.f);
   for (size_t a = 0; a < A; ++a) {
     std::vector<std::string> texts;
     std::set<int> seen;
@@ -227,6 +228,7 @@ StructuredReport ReportStructurer::structure_parsed(const text::ParsedReport& pa
       out.anatomy_text[a] = replace_all(options_.normal_template, "{anatomy}", options_.anatomies[a].name);
       out.anatomy_normal[a] = out.empty ? 0.f : 1.f;  // an empty report states nothing normal either
     } else {
+      out.anatomy_described[a] = 1.f;
       for (const auto& s : texts) out.anatomy_text[a] += (out.anatomy_text[a].empty() ? "" : " ") + s;
     }
   }
@@ -312,9 +314,10 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
   if (u.anatomy) {
     const auto A = static_cast<int64_t>(covers_.size());
     std::vector<std::string> texts;
-    at::Tensor abnormal = torch::zeros({B, A}, f32), normal = torch::zeros({B, A}, f32);
+    at::Tensor abnormal = torch::zeros({B, A}, f32), normal = torch::zeros({B, A}, f32),
+               described = torch::zeros({B, A}, f32);
     at::Tensor hash = torch::zeros({B, A}, torch::kLong);
-    auto ab = abnormal.accessor<float, 2>(), no = normal.accessor<float, 2>();
+    auto ab = abnormal.accessor<float, 2>(), no = normal.accessor<float, 2>(), de = described.accessor<float, 2>();
     auto h = hash.accessor<int64_t, 2>();
     for (int64_t b = 0; b < B; ++b)
       for (int64_t a = 0; a < A; ++a) {
@@ -322,6 +325,7 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
         texts.push_back(r.anatomy_text[static_cast<size_t>(a)]);
         ab[b][a] = r.anatomy_abnormal[static_cast<size_t>(a)];
         no[b][a] = r.anatomy_normal[static_cast<size_t>(a)];
+        de[b][a] = r.anatomy_described[static_cast<size_t>(a)];
         h[b][a] = text_hash(texts.back());
       }
     const text::TokenBatch tokens = encode_distinct(tokenizer, texts, options_.anatomy_max_len);
@@ -329,6 +333,7 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
     batch->anatomy_attention = tokens.mask.view({B, A, -1});
     batch->anatomy_abnormal = abnormal;
     batch->anatomy_normal = normal;
+    batch->anatomy_described = described;
     batch->anatomy_text_hash = hash;
   }
   if (u.sentences) {

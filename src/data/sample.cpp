@@ -17,7 +17,7 @@ at::Tensor move(const at::Tensor& t, const c10::Device& device, bool non_blockin
 std::vector<at::Tensor*> Batch::tensors() {
   return {&images,           &token_ids,      &attention_mask,    &labels,           &truth,
           &anatomy_masks,    &report_hash,    &report_normal,     &anatomy_abnormal, &anatomy_text_hash,
-          &anatomy_normal,   &entity_disease, &entity_mask,       &anatomy_ids,      &anatomy_attention,
+          &anatomy_normal,   &anatomy_described,   &entity_disease, &entity_mask,       &anatomy_ids,      &anatomy_attention,
           &sentence_ids,     &sentence_attention, &sentence_mask, &entity_ids,       &entity_attention,
           &tags};
 }

@@ -50,6 +50,14 @@ std::pair<at::Tensor, at::Tensor> AnatomyLossImpl::anatomy_features(const models
     const at::Tensor voxels = (masks > 0.5).flatten(2).sum(2);
     in_token = fn::masks_to_tokens(masks > 0.5, encoded.grid);
     present = (voxels >= options_.min_voxels).logical_and(in_token.any(2));
+    if (options_.keep == "inside") {
+      const at::Tensor inside = masks > 0.5;
+      at::Tensor on_face = torch::zeros_like(present);
+      for (int64_t d = 2; d < inside.dim(); ++d)
+        for (const int64_t at_index : {int64_t{0}, inside.size(d) - 1})
+          on_face = on_face.logical_or(inside.select(d, at_index).flatten(2).any(2));
+      present = present.logical_and(on_face.logical_not());
+    }
   }
   std::vector<at::Tensor> feats;
   const at::Tensor token_weights = in_token.to(tokens.scalar_type());  // [b,A,N]
@@ -165,10 +173,18 @@ LossPtr make_anatomy(const core::ConfigNode& node) {
   o.dropout = node.get_double("dropout", o.dropout, 0.0, 0.9);
   o.min_voxels = node.get_double("min_voxels", o.min_voxels, 0.0, 1e12);
   o.reduction = node.get_choice("reduction", o.reduction, {"sum", "mean"});
+  o.keep = node.get_choice("keep", o.keep, {"voxels", "inside"});
   if (node.has("false_negative")) o.false_negative = parse_false_negative_options(node.at("false_negative"));
   return std::make_shared<AnatomyLossImpl>(o, node);
 }
+
+nlohmann::json fill_anatomy_options(const nlohmann::json&, const LossEnvironment& env) {
+  nlohmann::json o = {{"token_dim", env.token_dim}, {"embed_dim", env.embed_dim}};
+  if (!env.anatomies.empty()) o["anatomies"] = env.anatomies;
+  return o;
+}
 }  // namespace
 MEDVLP_REGISTER(loss_registry(), "anatomy", make_anatomy);
+MEDVLP_REGISTER(loss_option_registry(), "anatomy", fill_anatomy_options);
 
 }  // namespace medvlp::losses

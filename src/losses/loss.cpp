@@ -7,6 +7,20 @@ core::Registry<LossPtr, const core::ConfigNode&>& loss_registry() {
   return registry;
 }
 
+core::Registry<nlohmann::json, const nlohmann::json&, const LossEnvironment&>& loss_option_registry() {
+  static core::Registry<nlohmann::json, const nlohmann::json&, const LossEnvironment&> registry("loss option filler");
+  return registry;
+}
+
+nlohmann::json derived_loss_options(const std::string& name, const nlohmann::json& written, const LossEnvironment& env) {
+  nlohmann::json out = nlohmann::json::object();
+  if (!loss_option_registry().contains(name)) return out;
+  const nlohmann::json derived = loss_option_registry().create(name, written, env);
+  for (auto it = derived.begin(); it != derived.end(); ++it)
+    if (!written.contains(it.key())) out[it.key()] = it.value();
+  return out;
+}
+
 void LossImpl::require(const at::Tensor& t, const std::string& field) const {
   MEDVLP_CHECK(t.defined(), "loss ", name(), ": needs Encoded.", field, ", which the model did not produce");
 }

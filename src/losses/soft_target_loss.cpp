@@ -16,7 +16,14 @@ at::Tensor label_soft_targets(const at::Tensor& labels, const SoftTargetOptions&
   at::Tensor pos = (labels > 0).to(torch::kDouble);
   if (o.normal_class) pos = torch::cat({pos, pos.sum(1, true).eq(0).to(torch::kDouble)}, 1);
   at::Tensor sim;
-  if (o.similarity == "dot") {
+  if (o.similarity == "signed") {
+    // MedCLIP (losses.py): label_sim = labels · labelsᵀ in its coding 1 positive, -1 negative,
+    // 0 uncertain or not mentioned (medvlp's -1).
+    const at::Tensor known = (labels >= 0).to(torch::kDouble);
+    at::Tensor v = (2 * pos.narrow(1, 0, labels.size(1)) - 1) * known;
+    if (o.normal_class) v = torch::cat({v, 2 * pos.narrow(1, labels.size(1), 1) - 1}, 1);
+    sim = v.matmul(v.t());
+  } else if (o.similarity == "dot") {
     sim = pos.matmul(pos.t());
   } else if (o.similarity == "cosine") {
     const at::Tensor n = pos.norm(2, 1, true).clamp_min(1e-12);
@@ -148,7 +155,7 @@ namespace {
 LossPtr make_soft_target(const core::ConfigNode& node) {
   SoftTargetOptions o;
   o.form = node.get_choice("form", o.form, {"labels", "entities"});
-  o.similarity = node.get_choice("similarity", o.similarity, {"dot", "cosine", "jaccard"});
+  o.similarity = node.get_choice("similarity", o.similarity, {"dot", "cosine", "jaccard", "signed"});
   o.target_temperature = node.get_double("target_temperature", o.target_temperature, 1e-4, 1e4);
   o.identity_mix = node.get_double("identity_mix", o.identity_mix, 0.0, 1.0);
   o.target_form = node.get_choice("target_form", o.target_form, {"softmax", "linear"});

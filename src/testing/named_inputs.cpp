@@ -29,6 +29,7 @@ const std::vector<InputSpec>& input_specs() {
       {"anatomy_abnormal", "Batch.anatomy_abnormal", true, false},
       {"anatomy_text_hash", "Batch.anatomy_text_hash", true, false},
       {"anatomy_normal", "Batch.anatomy_normal", true, false},
+      {"anatomy_described", "Batch.anatomy_described", true, false},
       {"entity_disease", "Batch.entity_disease", true, false},
       {"entity_mask", "Batch.entity_mask", true, false},
       {"tags", "Batch.tags", true, false},
@@ -57,7 +58,8 @@ std::pair<models::Encoded, data::Batch> bind_inputs(const NamedTensors& inputs) 
       {"labels", &b.labels},                 {"anatomy_masks", &b.anatomy_masks},
       {"report_hash", &b.report_hash},       {"report_normal", &b.report_normal},
       {"anatomy_abnormal", &b.anatomy_abnormal}, {"anatomy_text_hash", &b.anatomy_text_hash},
-      {"anatomy_normal", &b.anatomy_normal}, {"entity_disease", &b.entity_disease},
+      {"anatomy_normal", &b.anatomy_normal}, {"anatomy_described", &b.anatomy_described},
+      {"entity_disease", &b.entity_disease},
       {"entity_mask", &b.entity_mask},       {"tags", &b.tags}};
   for (const auto& [name, tensor] : inputs) {
     if (name == "grid") {

@@ -58,9 +58,9 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
   return tokenizer;
 }
 
-// Fills loss options that the model and data determine, where a `losses` entry leaves them out.
-void fill_loss_options(core::Config& config, const models::VlpModel& model, const std::vector<std::string>& anatomies,
-                       int64_t label_columns, int64_t tag_columns) {
+// Fills loss options that the model and data determine (each loss registers which), where a
+// `losses` entry leaves them out.
+void fill_loss_options(core::Config& config, const losses::LossEnvironment& env) {
   const nlohmann::json& list = config.tree().contains("losses") ? config.tree()["losses"] : nlohmann::json();
   if (!list.is_array()) return;  // build_losses reports the shape
   std::vector<std::string> sets;
@@ -70,20 +70,8 @@ void fill_loss_options(core::Config& config, const models::VlpModel& model, cons
     const nlohmann::json options = list[i].contains("options") ? list[i]["options"] : nlohmann::json::object();
     if (!options.is_object()) continue;
     const std::string prefix = "losses." + std::to_string(i) + ".options.";
-    const auto fill = [&](const std::string& key, const nlohmann::json& value) {
-      if (!options.contains(key)) sets.push_back(prefix + key + "=" + value.dump());
-    };
-    if (name == "anatomy") {
-      fill("token_dim", model->token_dim());
-      fill("embed_dim", model->embed_dim());
-      if (!anatomies.empty()) fill("anatomies", anatomies);
-    } else if (name == "tag") {
-      fill("token_dim", model->token_dim());
-      const bool tags = options.contains("targets") && options["targets"] == "tags";
-      // Without a report section the label count stands in, so that the loss builds and the
-      // needs check below names the missing data.report.
-      fill("tags", tags && tag_columns > 0 ? tag_columns : label_columns);
-    }
+    const nlohmann::json derived = losses::derived_loss_options(name, options, env);
+    for (auto it = derived.begin(); it != derived.end(); ++it) sets.push_back(prefix + it.key() + "=" + it.value().dump());
   }
   for (const auto& s : sets) config.set(s);
 }
@@ -105,7 +93,7 @@ NeedCheck check_needs(const std::vector<losses::WeightedLoss>& losses, const cor
     for (const std::string& field : needs) {
       bool* unit = nullptr;
       if (field == "Encoded.anatomy_text" || field == "Batch.anatomy_abnormal" || field == "Batch.anatomy_text_hash" ||
-          field == "Batch.anatomy_normal")
+          field == "Batch.anatomy_normal" || field == "Batch.anatomy_described")
         unit = &c.units.anatomy;
       else if (field == "Encoded.sentence_embed")
         unit = &c.units.sentences;
@@ -213,8 +201,13 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir) {
     anatomies.clear();
     for (const auto& a : report->anatomies) anatomies.push_back(a.name);
   }
-  fill_loss_options(e.config, e.model, anatomies, static_cast<int64_t>(e.train_set->findings().size()),
-                    report ? static_cast<int64_t>(report->tags.size()) : 0);
+  losses::LossEnvironment env;
+  env.token_dim = e.model->token_dim();
+  env.embed_dim = e.model->embed_dim();
+  env.anatomies = anatomies;
+  env.label_columns = static_cast<int64_t>(e.train_set->findings().size());
+  env.tag_columns = report ? static_cast<int64_t>(report->tags.size()) : 0;
+  fill_loss_options(e.config, env);
   e.losses = losses::build_losses(root.at("losses"));
   const NeedCheck needs = check_needs(e.losses, root, report.has_value(), e.train_set, e.model);
   if (needs.anatomy_masks && needs.units.anatomy && anatomies.size() != e.train_set->anatomies().size())
@@ -238,9 +231,31 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir) {
   e.eval.max_text_len = e.loader.max_text_len;
   e.eval.workers = std::max<int64_t>(1, e.loader.workers);
   e.eval_set = data::build_dataset(data, e.eval.split);
+  for (const auto& p : e.eval.prompts) {
+    if (p.anatomies.empty()) continue;
+    const core::ConfigNode entry = eval_node.at("prompts").at(p.finding);
+    const auto loss = e.anatomy_loss();
+    if (!loss)
+      entry.fail("anatomy", "scores \"" + p.finding + "\" on anatomy features, which come from an anatomy loss; "
+                            "add one to losses or drop the key");
+    const auto& names = loss->options().anatomies;
+    for (const auto& a : p.anatomies)
+      if (std::find(names.begin(), names.end(), a) == names.end())
+        entry.fail("anatomy", "\"" + a + "\" is not an anatomy of the anatomy loss; known: " + core::join(names));
+  }
 
   e.config.check_all_used();
   return e;
+}
+
+std::shared_ptr<losses::AnatomyLossImpl> Experiment::anatomy_loss() const {
+  for (const auto& wl : losses)
+    if (auto a = std::dynamic_pointer_cast<losses::AnatomyLossImpl>(wl.loss)) return a;
+  return nullptr;
+}
+
+nlohmann::json Experiment::evaluate() {
+  return eval::evaluate(model, eval_set, *tokenizer, eval, device, image_mean, image_std, anatomy_loss());
 }
 
 io::TensorMap Experiment::state_tensors() const {

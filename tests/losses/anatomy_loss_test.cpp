@@ -143,6 +143,37 @@ TEST(AnatomyLoss, PassesTheKitsChecks) {
   }
 }
 
+TEST(AnatomyLoss, KeepInsideDropsAnatomiesTheCropCut) {
+  // fVLM keeps an organ only when none of its voxels lies on a face of the crop: the lung (top
+  // half) and the liver (bottom rows) touch faces, the heart (rows 4-6, columns 2-4) does not.
+  const auto in = inputs(3, 37);
+  auto loss = std::dynamic_pointer_cast<losses::AnatomyLossImpl>(build(", keep: inside"));
+  ASSERT_TRUE(loss);
+  loss->to(torch::kDouble);
+  const auto [encoded, batch] = kit::bind_inputs(in);
+  const at::Tensor present = loss->anatomy_features(encoded, batch).second;
+  for (int64_t i = 0; i < 3; ++i) {
+    EXPECT_FALSE(present[i][0].item<bool>()) << i;
+    EXPECT_TRUE(present[i][1].item<bool>()) << i;
+    EXPECT_FALSE(present[i][2].item<bool>()) << i;
+  }
+  // The same masks in 3D: a block in the middle is inside, one on the last slice is not.
+  kit::NamedTensors in3;
+  in3["image_tokens"] = torch::randn({1, 8, kC}, torch::kDouble);
+  in3["grid"] = torch::tensor({2, 2, 2}, torch::kLong);
+  at::Tensor m = torch::zeros({1, kA, 4, 4, 4}, torch::kDouble);
+  m[0][0].narrow(0, 1, 2).narrow(1, 1, 2).narrow(2, 1, 2).fill_(1);
+  m[0][1].narrow(0, 3, 1).narrow(1, 1, 2).narrow(2, 1, 2).fill_(1);
+  in3["anatomy_masks"] = m;
+  in3["anatomy_text"] = test_inputs::unit_rows(torch::randn({1, kA, kD}, torch::kDouble));
+  in3["anatomy_abnormal"] = torch::ones({1, kA}, torch::kDouble);
+  const auto [e3, b3] = kit::bind_inputs(in3);
+  const at::Tensor p3 = loss->anatomy_features(e3, b3).second;
+  EXPECT_TRUE(p3[0][0].item<bool>());
+  EXPECT_FALSE(p3[0][1].item<bool>());
+  EXPECT_FALSE(p3[0][2].item<bool>());  // empty
+}
+
 TEST(AnatomyLoss, WorksOnThreeDimensionalMasks) {
   torch::manual_seed(34);
   kit::NamedTensors in;

@@ -115,13 +115,33 @@ TEST(SoftTargetLoss, LabelsFormWithDistinctLabelsAndFullIdentityMixIsClip) {
 
 TEST(SoftTargetLoss, TargetRowsAreDistributionsForEverySimilarity) {
   const at::Tensor labels = torch::tensor({1., 0., -1., 1., 1., 0., 0., 0., 0., 0., 0., 1.}, torch::kDouble).view({4, 3});
-  for (const char* sim : {"dot", "cosine", "jaccard"}) {
+  for (const char* sim : {"dot", "cosine", "jaccard", "signed"}) {
     losses::SoftTargetOptions o;
     o.similarity = sim;
     o.identity_mix = 0.3;
     const at::Tensor t = losses::label_soft_targets(labels, o);
     EXPECT_TRUE(torch::allclose(t.sum(1), torch::ones({4}, torch::kDouble))) << sim;
     EXPECT_GT(t[0][1].item<double>(), t[0][2].item<double>()) << sim;  // shares "finding 0" with row 1 only
+  }
+}
+
+TEST(SoftTargetLoss, SignedSimilarityIsMedClipsLabelDotProduct) {
+  // Rows: medvlp labels (1 present, 0 absent, -1 uncertain/unmentioned). MedCLIP codes them
+  // 1 / -1 / 0 and adds No Finding (1 when nothing is present, else -1); label_sim = codes · codesᵀ
+  // and the targets are its row softmax.
+  const double codes[3][4] = {{1, -1, 0, -1}, {-1, -1, -1, 1}, {1, 1, -1, -1}};
+  const at::Tensor labels = torch::tensor({1., 0., -1., 0., 0., 0., 1., 1., 0.}, torch::kDouble).view({3, 3});
+  losses::SoftTargetOptions o;
+  o.similarity = "signed";
+  const at::Tensor t = losses::label_soft_targets(labels, o);
+  for (int i = 0; i < 3; ++i) {
+    double sims[3], z = 0;
+    for (int j = 0; j < 3; ++j) {
+      sims[j] = 0;
+      for (int k = 0; k < 4; ++k) sims[j] += codes[i][k] * codes[j][k];
+      z += std::exp(sims[j]);
+    }
+    for (int j = 0; j < 3; ++j) EXPECT_NEAR(t[i][j].item<double>(), std::exp(sims[j]) / z, 1e-12) << i << "," << j;
   }
 }
 

@@ -127,6 +127,13 @@ TEST_F(LossesFromConfig, AnatomyWithFalseNegativeCalibration) {
   EXPECT_TRUE(has_key(lines, "anatomy/pleura") || has_key(lines, "anatomy/heart"));
 }
 
+TEST_F(LossesFromConfig, RegionSentence) {
+  const auto lines = train_and_check({"losses=[{name: region_sentence}]"});
+  EXPECT_TRUE(has_key(lines, "region_to_sentence") && has_key(lines, "sentence_to_region"));
+  // Every phantom report states something about its anatomies: regions take part in every step.
+  for (const auto& l : lines) EXPECT_GT(l.value("regions", 0.0), 16.0);
+}
+
 TEST_F(LossesFromConfig, LocalWords) { train_and_check({"losses=[{name: local}]"}); }
 
 TEST_F(LossesFromConfig, LocalSentences) { train_and_check({"losses=[{name: local, options: {units: sentences}}]"}); }
@@ -145,7 +152,7 @@ TEST_F(LossesFromConfig, WeightedSumOfEveryLoss) {
       {"model.entity_reference=true",
        "losses=[{name: clip}, {name: soft_target, weight: 0.5}, {name: false_negative, weight: 0.5},"
        " {name: soft_target, weight: 0.5, options: {form: entities}}, {name: anatomy, weight: 0.5, options: {min_voxels: 4}},"
-       " {name: multi_level, weight: 0.2}, {name: tag, weight: 0.5, options: {targets: tags}}]"});
+       " {name: region_sentence, weight: 0.5}, {name: multi_level, weight: 0.2}, {name: tag, weight: 0.5, options: {targets: tags}}]"});
   EXPECT_TRUE(has_key(lines, "tag.tag") && has_key(lines, "multi_level.word") && has_key(lines, "anatomy.loss"));
 }
 

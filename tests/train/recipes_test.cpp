@@ -11,6 +11,7 @@
 #include "medvlp/core/config.h"
 #include "medvlp/data/report_structure.h"
 #include "medvlp/data/synthetic_ct.h"
+#include "medvlp/eval/evaluator.h"
 #include "medvlp/train/trainer.h"
 
 using namespace medvlp;
@@ -61,6 +62,15 @@ TEST_P(FullRecipe, IsValidAsWritten) {
     const data::ReportStructurer structurer(o);
     if (report.has("anatomies")) {
       EXPECT_EQ(structurer.anatomy_names().size(), tree["data"]["report"]["anatomies"].size());
+    }
+    // Prompts as written: findings of the data section, per-anatomy ones naming the report's anatomies.
+    if (tree["data"].contains("findings") && tree.contains("eval")) {
+      const auto options = eval::parse_eval_options(as_written.root().at("eval"),
+                                                    tree["data"]["findings"].get<std::vector<std::string>>());
+      const auto names = structurer.anatomy_names();
+      for (const auto& p : options.prompts)
+        for (const auto& a : p.anatomies)
+          EXPECT_NE(std::find(names.begin(), names.end(), a), names.end()) << p.finding << ": " << a;
     }
   }
   // Everything else with the data swapped for phantoms (the recipe's data are not here) and no

@@ -61,6 +61,7 @@ struct StructuredReport {
   std::vector<std::string> anatomy_text;  // [A] the anatomy's sentences, or the normal template
   std::vector<float> anatomy_abnormal;    // [A] 1 when a finding is stated present there
   std::vector<float> anatomy_normal;      // [A] 1 when anatomy_text is the normal template
+  std::vector<float> anatomy_described;   // [A] 1 when anatomy_text is the report's own sentences
   std::vector<std::string> sentences;     // report sentences in order (at most max_sentences)
   std::vector<text::EntityDetail> entities;
   std::vector<int64_t> entity_disease;    // [E] index into disease_names()

@@ -49,6 +49,7 @@ struct Batch {
   at::Tensor anatomy_abnormal;   // [B,A] float, 1 when the report finds the anatomy abnormal
   at::Tensor anatomy_text_hash;  // [B,A] int64, text_hash() of the anatomy's sentences
   at::Tensor anatomy_normal;     // [B,A] float, 1 when those sentences are the normal template
+  at::Tensor anatomy_described;  // [B,A] float, 1 when they are the report's own sentences (not a template)
   at::Tensor entity_disease;     // [B,E] int64 disease id of each entity text (MedFILIP)
   at::Tensor entity_mask;        // [B,E] float, 1 on real entities
 

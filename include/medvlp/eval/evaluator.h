@@ -9,6 +9,7 @@
 
 #include "medvlp/core/config.h"
 #include "medvlp/data/dataset.h"
+#include "medvlp/losses/anatomy_loss.h"
 #include "medvlp/models/vlp_model.h"
 #include "medvlp/text/tokenizer.h"
 
@@ -19,6 +20,10 @@ struct FindingPrompts {
   std::string finding;
   std::vector<std::string> positive;  // e.g. "pleural effusion."
   std::vector<std::string> negative;  // e.g. "no pleural effusion."; may be empty (score = cos(image, mean positive))
+  /// Anatomies whose pooled image features score this finding (fVLM's per-organ zero-shot), in
+  /// place of the global image embedding; "{anatomy}" in a prompt becomes the anatomy's name. With
+  /// several, a case scores the highest of its present anatomies. Empty: the global embedding.
+  std::vector<std::string> anatomies;
 };
 
 /// Evaluation settings (the `eval` config section).
@@ -36,9 +41,14 @@ EvalOptions parse_eval_options(const core::ConfigNode& node, const std::vector<s
 
 /// Runs zero-shot classification (score = cos(image, mean positive) - cos(image, mean negative),
 /// AUC against ground truth where the dataset has it, else the report labels) and retrieval.
-/// Returns {"zero_shot": {"mean_auc", "auc": {...}}, "retrieval": {"image_to_text": {"R@1"...}, ...}, "n": N}.
+/// Findings with `anatomies` are scored on the anatomy features of `anatomy` (the trained anatomy
+/// loss: its pooling and projections, in eval mode) from the dataset's anatomy masks; a case none of
+/// whose anatomies is present is left out of that finding's AUC (counted in "left_out").
+/// Returns {"zero_shot": {"mean_auc", "auc": {...}, "per_anatomy": {finding: [anatomies]},
+/// "left_out": {finding: n}}, "retrieval": {"image_to_text": {"R@1"...}, ...}, "n": N}.
 nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset, const text::Tokenizer& tokenizer,
-                        const EvalOptions& options, const c10::Device& device, float image_mean, float image_std);
+                        const EvalOptions& options, const c10::Device& device, float image_mean, float image_std,
+                        const std::shared_ptr<losses::AnatomyLossImpl>& anatomy = nullptr);
 
 /// A fixed-width text table of an evaluate() result, for the terminal.
 std::string format_eval_table(const nlohmann::json& result);

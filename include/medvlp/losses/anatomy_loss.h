@@ -23,6 +23,9 @@ struct AnatomyLossOptions {
   int64_t heads = 4;
   double dropout = 0.0;
   double min_voxels = 100;             // an anatomy is present when its mask has this many voxels
+  /// "voxels": presence by min_voxels alone; "inside": also no voxel on a face of the (cropped)
+  /// image, fVLM's rule for organs a random crop cut (blip_pretrain.py keeps only intact organs).
+  std::string keep = "voxels";
   std::string reduction = "sum";       // over contributing anatomies: "sum" or "mean"
   std::optional<FalseNegativeOptions> false_negative;  // calibration inside each anatomy's problem
 };
@@ -36,6 +39,7 @@ class AnatomyLossImpl : public LossImpl {
   LossOutput forward(const models::Encoded& encoded, const data::Batch& batch, const LossContext& context) override;
   std::string name() const override { return "anatomy"; }
   std::vector<std::string> needs() const override;
+  const AnatomyLossOptions& options() const { return options_; }
   /// Pooled and projected image features [b,A,D] (L2-normalized) and presence [b,A] of one batch.
   std::pair<at::Tensor, at::Tensor> anatomy_features(const models::Encoded& encoded, const data::Batch& batch);
 

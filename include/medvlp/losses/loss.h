@@ -77,6 +77,24 @@ struct WeightedLoss {
   LossPtr loss;
 };
 
+/// What an experiment knows before it builds the losses: the model's sizes and the data's names.
+struct LossEnvironment {
+  int64_t token_dim = 0;               // channels of Encoded.image_tokens (VlpModel::token_dim())
+  int64_t embed_dim = 0;               // the joint embedding size
+  std::vector<std::string> anatomies;  // per-anatomy units in mask order (data.report.anatomies, else the dataset's)
+  int64_t label_columns = 0;           // columns of Batch.labels (the dataset's findings)
+  int64_t tag_columns = 0;             // columns of Batch.tags (data.report.tags); 0 without a report section
+};
+
+/// Option values a loss takes from the environment when its config entry leaves them out (a JSON
+/// object; `written` is the entry's own options). Registered per loss name next to its factory:
+/// MEDVLP_REGISTER(loss_option_registry(), "anatomy", fill_anatomy_options).
+core::Registry<nlohmann::json, const nlohmann::json&, const LossEnvironment&>& loss_option_registry();
+
+/// The options `loss_option_registry()` derives for loss `name` that `written` does not set; empty
+/// for a loss that registered none.
+nlohmann::json derived_loss_options(const std::string& name, const nlohmann::json& written, const LossEnvironment& env);
+
 /// Builds the `losses` list: entries `{name, weight, options}`.
 std::vector<WeightedLoss> build_losses(const core::ConfigNode& list);
 

@@ -15,7 +15,7 @@ namespace medvlp::losses {
 struct SoftTargetOptions {
   std::string form = "labels";        // "labels" (MedCLIP, ASG) or "entities" (MedFILIP)
   // labels form
-  std::string similarity = "dot";     // "dot", "cosine" or "jaccard" between positive-label sets
+  std::string similarity = "dot";     // "dot", "cosine" or "jaccard" between positive-label sets; "signed": MedCLIP's label dot product
   double target_temperature = 1.0;    // targets = softmax(similarity / τ) per row (MedCLIP: τ = 1)
   double identity_mix = 0.0;          // targets = α·I + (1-α)·softmax(...)
   std::string target_form = "softmax";  // "softmax" (MedCLIP) or "linear": L1-rownorm(α·I + (1-α)·sim + 1e-6) (ASG)

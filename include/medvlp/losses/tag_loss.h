@@ -17,10 +17,17 @@ struct TagLossOptions {
   int64_t layers = 1;      // decoder layers
   int64_t heads = 4;
   double dropout = 0.0;
+  /// Decoder layout. "post": torch's post-norm TransformerDecoderLayer, one classifier per query.
+  /// "pre" (ASG's irl_model.py): pre-norm layers, a final LayerNorm, dropout on the query features,
+  /// one Linear(C, 1) head shared by every tag.
+  std::string decoder = "post";
+  int64_t ff_dim = 0;              // feed-forward width; 0: 4·token_dim (ASG: 1024)
   std::string objective = "bce";  // "bce" or "asl"
   double gamma_pos = 0.0;
   double gamma_neg = 4.0;
   double clip = 0.05;
+  bool focal_grad = false;         // ASL: the focusing weight is computed without gradient (its default)
+  std::string reduction;           // "mean" over known entries or "sum"; empty: mean for bce, sum for asl (ASL's -loss.sum())
   std::string unknown = "ignore";   // -1 entries: "ignore" (masked out) or "negative" (ASG's BCE sets -1 to 0)
   std::string targets = "labels";  // "labels": Batch.labels; "tags": Batch.tags from the parsed reports (ASG)
 };
@@ -40,8 +47,9 @@ class TagLossImpl : public LossImpl {
   TagLossOptions options_;
   at::Tensor queries_;      // [K,C]
   torch::nn::ModuleList decoder_{nullptr};
-  at::Tensor head_weight_;  // [K,C], one classifier per query (group fully connected)
-  at::Tensor head_bias_;    // [K]
+  at::Tensor head_weight_;  // [K,C] one classifier per query (group fully connected); [1,C] shared ("pre")
+  at::Tensor head_bias_;    // [K], or [1] shared
+  torch::nn::ModuleList final_norm_{nullptr};  // "pre": the decoder's closing LayerNorm
 };
 
 /// Masked binary objective over labels in {1, 0, -1}: BCE-with-logits or ASL, mean over known entries.

@@ -67,6 +67,11 @@ struct Experiment {
   io::TensorMap state_tensors() const;
   /// Copies `tensors` into the model and losses; every entry must match by name and shape.
   void load_state_tensors(const io::TensorMap& tensors);
+  /// The first `anatomy` loss, whose pooled anatomy features score the findings the `eval` section
+  /// scores per anatomy; null when there is none.
+  std::shared_ptr<losses::AnatomyLossImpl> anatomy_loss() const;
+  /// Zero-shot classification and retrieval on `eval_set` with the `eval` section's settings.
+  nlohmann::json evaluate();
   /// Trainable tensors by name, in a fixed order (model first, then losses).
   std::vector<std::pair<std::string, at::Tensor>> trainable() const;
 };
