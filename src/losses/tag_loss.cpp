@@ -48,7 +48,13 @@ TagLossImpl::TagLossImpl(const TagLossOptions& options) : options_(options) {
   const int64_t C = options_.token_dim, K = options_.tags;
   const int64_t ff = options_.ff_dim > 0 ? options_.ff_dim : 4 * C;
   const bool pre = options_.decoder == "pre";
-  queries_ = register_parameter("queries", torch::randn({K, C}) * 0.02);
+  if (options_.queries == "tag_names") {
+    MEDVLP_CHECK(options_.text_dim > 0, "loss tag: queries: tag_names needs options.text_dim (the text encoder's width)");
+    query_features_ = register_buffer("query_features", torch::zeros({K, options_.text_dim}));
+    if (options_.text_dim != C) query_proj_ = register_module("query_proj", torch::nn::Linear(options_.text_dim, C));
+  } else {
+    queries_ = register_parameter("queries", torch::randn({K, C}) * 0.02);
+  }
   decoder_ = register_module("decoder", torch::nn::ModuleList());
   for (int64_t l = 0; l < options_.layers; ++l) {
     if (pre)
@@ -66,10 +72,21 @@ TagLossImpl::TagLossImpl(const TagLossOptions& options) : options_(options) {
   }
 }
 
+void TagLossImpl::set_query_features(const at::Tensor& features) {
+  MEDVLP_CHECK(options_.queries == "tag_names", "loss tag: query features are only used with queries: tag_names");
+  MEDVLP_CHECK(features.dim() == 2 && features.size(0) == options_.tags && features.size(1) == options_.text_dim,
+               "loss tag: tag-name features have shape ", features.sizes(), ", expected [", options_.tags, ", ",
+               options_.text_dim, "] (tags, text_dim)");
+  torch::NoGradGuard no_grad;
+  query_features_.copy_(features);
+}
+
 at::Tensor TagLossImpl::logits(const at::Tensor& tokens) {
   const int64_t b = tokens.size(0);
   const at::Tensor memory = tokens.transpose(0, 1);                                  // [N,b,C]
-  at::Tensor x = queries_.unsqueeze(1).expand({-1, b, -1}).to(tokens.scalar_type());  // [K,b,C]
+  at::Tensor q = queries_;
+  if (options_.queries == "tag_names") q = query_proj_ ? query_proj_->forward(query_features_) : query_features_;
+  at::Tensor x = q.unsqueeze(1).expand({-1, b, -1}).to(tokens.scalar_type());  // [K,b,C]
   if (options_.decoder == "pre") {
     for (const auto& layer : *decoder_) x = layer->as<PreNormDecoderLayer>()->forward(x, memory);
     x = final_norm_[0]->as<torch::nn::LayerNorm>()->forward(x);
@@ -138,6 +155,8 @@ LossPtr make_tag(const core::ConfigNode& node) {
   o.dropout = node.get_double("dropout", o.dropout, 0.0, 0.9);
   o.decoder = node.get_choice("decoder", o.decoder, {"post", "pre"});
   o.ff_dim = node.get_int("ff_dim", o.ff_dim, 0, 1 << 16);
+  o.queries = node.get_choice("queries", o.queries, {"learnt", "tag_names"});
+  o.text_dim = node.get_int("text_dim", o.text_dim, 0, 1 << 16);
   o.objective = node.get_choice("objective", o.objective, {"bce", "asl"});
   o.gamma_pos = node.get_double("gamma_pos", o.gamma_pos, 0.0, 10.0);
   o.gamma_neg = node.get_double("gamma_neg", o.gamma_neg, 0.0, 10.0);
@@ -153,7 +172,10 @@ nlohmann::json fill_tag_options(const nlohmann::json& written, const LossEnviron
   const bool tags = written.contains("targets") && written["targets"] == "tags";
   // Without a report section the label count stands in, so that the loss builds and the
   // experiment's needs check names the missing data.report.
-  return {{"token_dim", env.token_dim}, {"tags", tags && env.tag_columns > 0 ? env.tag_columns : env.label_columns}};
+  nlohmann::json o = {{"token_dim", env.token_dim},
+                      {"tags", tags && env.tag_columns > 0 ? env.tag_columns : env.label_columns}};
+  if (written.value("queries", std::string()) == "tag_names") o["text_dim"] = env.text_dim;
+  return o;
 }
 }  // namespace
 MEDVLP_REGISTER(loss_registry(), "tag", make_tag);

@@ -9,6 +9,7 @@
 #include "medvlp/core/error.h"
 #include "medvlp/data/build.h"
 #include "medvlp/io/files.h"
+#include "medvlp/losses/tag_loss.h"
 #include "medvlp/text/factory.h"
 #include "medvlp/text/sentencepiece_tokenizer.h"
 #include "medvlp/text/wordpiece.h"
@@ -204,6 +205,7 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir) {
   losses::LossEnvironment env;
   env.token_dim = e.model->token_dim();
   env.embed_dim = e.model->embed_dim();
+  env.text_dim = e.model->text_encoder()->out_dim();
   env.anatomies = anatomies;
   env.label_columns = static_cast<int64_t>(e.train_set->findings().size());
   env.tag_columns = report ? static_cast<int64_t>(report->tags.size()) : 0;
@@ -222,6 +224,18 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir) {
       throw err.with_context(data.at("report").path());
     }
     if (needs.units.any()) e.loader.reports = e.reports;
+  }
+  // ASG's tag queries: the (pretrained) text encoder's features of the tag names, frozen from here on.
+  for (auto& wl : e.losses) {
+    auto tag = std::dynamic_pointer_cast<losses::TagLossImpl>(wl.loss);
+    if (!tag || tag->options().queries != "tag_names") continue;
+    const std::vector<std::string> names =
+        tag->options().targets == "tags" && report ? report->tags : e.train_set->findings();
+    torch::NoGradGuard no_grad;
+    e.model->eval();
+    const auto tokens = e.tokenizer->encode(names, e.loader.max_text_len);
+    tag->set_query_features(e.model->text_encoder()->forward(tokens.ids, tokens.mask).pooled.to(torch::kFloat));
+    e.model->train();
   }
   e.model->to(e.device);
   for (auto& l : e.losses) l.loss->to(e.device);

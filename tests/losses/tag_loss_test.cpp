@@ -62,6 +62,27 @@ TEST(TagLoss, AsgDecoderHasAsgsShape) {
   EXPECT_EQ(count, L * (2 * (4 * C * C + 4 * C) + 2 * C * F + F + C + 6 * C) + 2 * C + C + 1 + K * C);
 }
 
+TEST(TagLoss, TagNameQueriesAreFrozenFeaturesMappedToTheTokenWidth) {
+  auto loss = losses::loss_registry().create(
+      "tag", core::Config::parse("{tags: 3, token_dim: 8, heads: 2, queries: tag_names, text_dim: 5}", "t.yaml").root());
+  auto tag = std::dynamic_pointer_cast<losses::TagLossImpl>(loss);
+  ASSERT_TRUE(tag);
+  EXPECT_ERROR_CONTAINS(tag->set_query_features(torch::zeros({3, 4})), "expected [3, 5] (tags, text_dim)");
+  torch::manual_seed(52);
+  tag->set_query_features(torch::randn({3, 5}));
+  for (const auto& p : loss->named_parameters()) EXPECT_NE(p.key(), "query_features");
+  EXPECT_TRUE(loss->named_buffers().contains("query_features"));
+  EXPECT_TRUE(loss->named_parameters().contains("query_proj.weight"));  // 5 -> 8
+  // Different tag-name features, different logits.
+  const at::Tensor tokens = torch::randn({2, 4, 8});
+  const at::Tensor a = tag->logits(tokens);
+  tag->set_query_features(torch::randn({3, 5}));
+  EXPECT_FALSE(torch::allclose(a, tag->logits(tokens)));
+  EXPECT_ERROR_CONTAINS(losses::loss_registry().create(
+                            "tag", core::Config::parse("{tags: 3, token_dim: 8, queries: tag_names}", "t.yaml").root()),
+                        "needs options.text_dim");
+}
+
 TEST(TagLoss, DecoderPassesTheKitsChecksAndLearns) {
   for (const char* decoder : {"post", "pre"}) {
     SCOPED_TRACE(decoder);

@@ -9,6 +9,7 @@
 
 #include "../testing_util.h"
 #include "medvlp/core/config.h"
+#include "medvlp/losses/tag_loss.h"
 #include "medvlp/train/trainer.h"
 
 using namespace medvlp;
@@ -145,6 +146,32 @@ TEST_F(LossesFromConfig, MultiLevel) {
 
 TEST_F(LossesFromConfig, TagFromParsedReports) {
   train_and_check({"losses=[{name: tag, options: {targets: tags}}]"});
+}
+
+TEST_F(LossesFromConfig, TagWithAsgsDecoderAndTagNameQueries) {
+  const std::vector<std::string> sets = {
+      "losses=[{name: tag, options: {targets: tags, decoder: pre, queries: tag_names, layers: 2, dropout: 0.1}}]"};
+  auto e = make(sets, "names");
+  auto tag = std::dynamic_pointer_cast<losses::TagLossImpl>(e.losses[0].loss);
+  ASSERT_TRUE(tag);
+  // The queries are the text encoder's features of the tag names at build time, frozen: stored
+  // with the checkpoint, never trained.
+  const auto names = e.reports->options().tags;
+  ASSERT_EQ(static_cast<int64_t>(names.size()), tag->options().tags);
+  at::Tensor want;
+  {
+    torch::NoGradGuard no_grad;
+    e.model->eval();
+    const auto tokens = e.tokenizer->encode(names, e.loader.max_text_len);
+    want = e.model->text_encoder()->forward(tokens.ids, tokens.mask).pooled;
+    e.model->train();
+  }
+  const auto state = e.state_tensors();
+  ASSERT_TRUE(state.count("losses.0.query_features"));
+  EXPECT_TRUE(torch::allclose(state.at("losses.0.query_features"), want, 1e-6, 1e-6));
+  EXPECT_EQ(tag->options().text_dim, e.model->text_encoder()->out_dim());
+  for (const auto& [name, tensor] : e.trainable()) EXPECT_NE(name, "losses.0.query_features");
+  train_and_check(sets);
 }
 
 TEST_F(LossesFromConfig, WeightedSumOfEveryLoss) {

@@ -81,6 +81,7 @@ struct WeightedLoss {
 struct LossEnvironment {
   int64_t token_dim = 0;               // channels of Encoded.image_tokens (VlpModel::token_dim())
   int64_t embed_dim = 0;               // the joint embedding size
+  int64_t text_dim = 0;                // channels of the text encoder's features
   std::vector<std::string> anatomies;  // per-anatomy units in mask order (data.report.anatomies, else the dataset's)
   int64_t label_columns = 0;           // columns of Batch.labels (the dataset's findings)
   int64_t tag_columns = 0;             // columns of Batch.tags (data.report.tags); 0 without a report section

@@ -22,6 +22,11 @@ struct TagLossOptions {
   /// one Linear(C, 1) head shared by every tag.
   std::string decoder = "post";
   int64_t ff_dim = 0;              // feed-forward width; 0: 4·token_dim (ASG: 1024)
+  /// Decoder queries. "learnt": a parameter per tag. "tag_names" (ASG): the text encoder's pooled
+  /// features of the tag names, computed once when the experiment is built (with the pretrained
+  /// text weights) and kept frozen; mapped by a learnt Linear when text_dim differs from token_dim.
+  std::string queries = "learnt";
+  int64_t text_dim = 0;            // C of the text encoder's features (queries: tag_names)
   std::string objective = "bce";  // "bce" or "asl"
   double gamma_pos = 0.0;
   double gamma_neg = 4.0;
@@ -42,6 +47,9 @@ class TagLossImpl : public LossImpl {
   }
   /// Tag logits [b,K] from image tokens [b,N,C].
   at::Tensor logits(const at::Tensor& tokens);
+  const TagLossOptions& options() const { return options_; }
+  /// queries: tag_names — the frozen tag-name features [K,text_dim] (stored as buffer "query_features").
+  void set_query_features(const at::Tensor& features);
 
  private:
   TagLossOptions options_;
@@ -50,6 +58,8 @@ class TagLossImpl : public LossImpl {
   at::Tensor head_weight_;  // [K,C] one classifier per query (group fully connected); [1,C] shared ("pre")
   at::Tensor head_bias_;    // [K], or [1] shared
   torch::nn::ModuleList final_norm_{nullptr};  // "pre": the decoder's closing LayerNorm
+  at::Tensor query_features_;                  // [K,text_dim] buffer (queries: tag_names)
+  torch::nn::Linear query_proj_{nullptr};      // text_dim -> token_dim when they differ
 };
 
 /// Masked binary objective over labels in {1, 0, -1}: BCE-with-logits or ASL, mean over known entries.
