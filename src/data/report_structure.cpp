@@ -36,23 +36,6 @@ std::string detail_of(const text::Attributes& a) {
   return out;
 }
 
-// Tokenizes each distinct text once: templates, "No pneumothorax." and the empty padding units
-// repeat across a batch.
-text::TokenBatch encode_distinct(const text::Tokenizer& tokenizer, const std::vector<std::string>& texts,
-                                 int64_t max_len) {
-  std::unordered_map<std::string, int64_t> slot;
-  std::vector<std::string> distinct;
-  std::vector<int64_t> index;
-  for (const auto& t : texts) {
-    const auto it = slot.emplace(t, static_cast<int64_t>(distinct.size()));
-    if (it.second) distinct.push_back(t);
-    index.push_back(it.first->second);
-  }
-  const text::TokenBatch tokens = tokenizer.encode(distinct, max_len);
-  const at::Tensor rows = torch::tensor(index, torch::kLong);
-  return {tokens.ids.index_select(0, rows), tokens.mask.index_select(0, rows)};
-}
-
 }  // namespace
 
 ReportStructureOptions ReportStructurer::parse_options(const core::ConfigNode& node,
@@ -303,6 +286,50 @@ std::shared_ptr<const StructuredReport> ReportStructurer::structure(const std::s
   return cache_.emplace(key, std::move(structured)).first->second;
 }
 
+text::TokenBatch ReportStructurer::encode_units(const text::Tokenizer& tokenizer, const std::vector<std::string>& texts,
+                                               int64_t max_len) const {
+  constexpr size_t kMaxCached = size_t{1} << 20;  // ~0.4 GB at 48 ids; masked entity texts never repeat
+  const auto n = static_cast<int64_t>(texts.size());
+  at::Tensor ids = torch::empty({n, max_len}, torch::kLong), mask = torch::zeros({n, max_len}, torch::kLong);
+  auto ids_a = ids.accessor<int64_t, 2>();
+  auto mask_a = mask.accessor<int64_t, 2>();
+  const auto put = [&](int64_t row, const TokenRow& r) {
+    std::copy(r.ids.begin(), r.ids.end(), &ids_a[row][0]);
+    for (int64_t i = 0; i < r.length; ++i) mask_a[row][i] = 1;
+  };
+  const std::string prefix = std::to_string(max_len) + "/";
+  std::unordered_map<std::string, std::vector<int64_t>> missing;  // text -> rows that need it
+  {
+    std::lock_guard<std::mutex> lock(token_mutex_);
+    if (token_owner_ != &tokenizer) {  // rows of another tokenizer are not this one's
+      token_cache_.clear();
+      token_owner_ = &tokenizer;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string& text = texts[static_cast<size_t>(i)];
+      const auto it = token_cache_.find(prefix + text);
+      if (it != token_cache_.end()) put(i, it->second);
+      else missing[text].push_back(i);
+    }
+  }
+  if (missing.empty()) return {ids, mask};
+  std::vector<std::string> distinct;
+  for (const auto& m : missing) distinct.push_back(m.first);
+  const text::TokenBatch fresh = tokenizer.encode(distinct, max_len);
+  const at::Tensor lengths = fresh.mask.sum(1);
+  std::lock_guard<std::mutex> lock(token_mutex_);
+  const bool keep = token_owner_ == &tokenizer;
+  for (size_t d = 0; d < distinct.size(); ++d) {
+    TokenRow r;
+    const at::Tensor row = fresh.ids[static_cast<int64_t>(d)].contiguous();
+    r.ids.assign(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + max_len);
+    r.length = lengths[static_cast<int64_t>(d)].item<int64_t>();
+    for (int64_t i : missing[distinct[d]]) put(i, r);
+    if (keep && token_cache_.size() < kMaxCached) token_cache_.emplace(prefix + distinct[d], std::move(r));
+  }
+  return {ids, mask};
+}
+
 void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, const text::Tokenizer& tokenizer,
                             bool training, uint64_t seed, int64_t epoch) const {
   const ReportUnits& u = options_.units;
@@ -328,7 +355,7 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
         de[b][a] = r.anatomy_described[static_cast<size_t>(a)];
         h[b][a] = text_hash(texts.back());
       }
-    const text::TokenBatch tokens = encode_distinct(tokenizer, texts, options_.anatomy_max_len);
+    const text::TokenBatch tokens = encode_units(tokenizer, texts, options_.anatomy_max_len);
     batch->anatomy_ids = tokens.ids.view({B, A, -1});
     batch->anatomy_attention = tokens.mask.view({B, A, -1});
     batch->anatomy_abnormal = abnormal;
@@ -351,7 +378,7 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
         if (real) m[b][s] = 1.f;
       }
     }
-    const text::TokenBatch tokens = encode_distinct(tokenizer, texts, options_.sentence_max_len);
+    const text::TokenBatch tokens = encode_units(tokenizer, texts, options_.sentence_max_len);
     batch->sentence_ids = tokens.ids.view({B, S, -1});
     batch->sentence_attention = tokens.mask.view({B, S, -1});
     batch->sentence_mask = mask;
@@ -380,7 +407,7 @@ void ReportStructurer::fill(Batch* batch, const std::vector<Sample>& samples, co
         d[b][e] = r.entity_disease[static_cast<size_t>(e)];
       }
     }
-    const text::TokenBatch tokens = encode_distinct(tokenizer, texts, options_.entity_max_len);
+    const text::TokenBatch tokens = encode_units(tokenizer, texts, options_.entity_max_len);
     batch->entity_ids = tokens.ids.view({B, E, -1});
     batch->entity_attention = tokens.mask.view({B, E, -1});
     batch->entity_mask = mask;

@@ -86,6 +86,7 @@ class ReportStructurer {
 
   /// Adds the configured units of `samples` (in batch order) to `batch`, tokenized with `tokenizer`.
   /// Entity elements are masked only when `training`; the masks are a function of (seed, epoch, id).
+  /// Token ids are cached for the tokenizer last given (by address: keep it alive while in use).
   void fill(Batch* batch, const std::vector<Sample>& samples, const text::Tokenizer& tokenizer, bool training,
             uint64_t seed, int64_t epoch) const;
 
@@ -113,6 +114,18 @@ class ReportStructurer {
   mutable std::mutex mutex_;
   mutable std::unordered_map<std::string, std::shared_ptr<const StructuredReport>> cache_;
   mutable std::atomic<int64_t> empty_count_{0};
+  // Token ids of unit texts by (max_len, text) for the tokenizer fill() was last given (another one
+  // clears them): templates, normal sentences and each report's units recur every epoch, so each is
+  // tokenized once per process (bounded in size).
+  struct TokenRow {
+    std::vector<int64_t> ids;  // max_len ids, padded
+    int64_t length = 0;        // real tokens (the mask's ones)
+  };
+  text::TokenBatch encode_units(const text::Tokenizer& tokenizer, const std::vector<std::string>& texts,
+                                int64_t max_len) const;
+  mutable std::mutex token_mutex_;
+  mutable const text::Tokenizer* token_owner_ = nullptr;
+  mutable std::unordered_map<std::string, TokenRow> token_cache_;
 };
 
 }  // namespace medvlp::data
