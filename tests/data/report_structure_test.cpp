@@ -169,6 +169,23 @@ TEST(ReportStructure, FillTokenizesEveryUnitWithMasksAndMasksEntitiesOnlyInTrain
   EXPECT_TRUE(torch::equal(train_a.entity_ids, train_b.entity_ids));
   EXPECT_FALSE(torch::equal(train_a.entity_ids, batch.entity_ids));
   EXPECT_FALSE(torch::equal(train_a.entity_ids, train_epoch.entity_ids));
+
+  // Token ids are cached: a second fill (from the cache) equals the tokenizer's own encoding, and a
+  // different tokenizer gets its own ids, not the cached ones.
+  data::Batch cached;
+  s.fill(&cached, samples, tok, false, 7, 0);
+  EXPECT_TRUE(torch::equal(cached.anatomy_ids, batch.anatomy_ids));
+  EXPECT_TRUE(torch::equal(cached.sentence_attention, batch.sentence_attention));
+  const auto direct = tok.encode({r->anatomy_text[index_of("pleura")]}, o.anatomy_max_len);
+  EXPECT_TRUE(torch::equal(cached.anatomy_ids[0][static_cast<int64_t>(index_of("pleura"))], direct.ids[0]));
+  std::vector<std::string> other_corpus = {"quartz zebra xylophone jukebox effusion effusion pleural pleural"};
+  other_corpus.insert(other_corpus.end(), corpus.begin(), corpus.end());
+  const text::WordPieceTokenizer other(text::train_wordpiece(other_corpus, wo), wo.tokenizer);
+  data::Batch by_other;
+  s.fill(&by_other, samples, other, false, 7, 0);
+  const auto other_direct = other.encode({r->anatomy_text[index_of("pleura")]}, o.anatomy_max_len);
+  ASSERT_FALSE(torch::equal(other_direct.ids[0], direct.ids[0])) << "the two vocabularies should split it differently";
+  EXPECT_TRUE(torch::equal(by_other.anatomy_ids[0][static_cast<int64_t>(index_of("pleura"))], other_direct.ids[0]));
 }
 
 TEST(ReportStructure, ImportedAnnotationsReplaceTheParserAndDisagreementsNameTheReportAndLine) {
