@@ -11,6 +11,7 @@
 #include "medvlp/core/error.h"
 #include "medvlp/data/rng.h"
 #include "medvlp/text/report_io.h"
+#include "medvlp/text/unicode.h"
 
 namespace medvlp::data {
 
@@ -18,11 +19,6 @@ namespace {
 
 bool contains(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
-}
-
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
-  return s;
 }
 
 // "small 12 mm new": what a triplet says beyond its anatomy and finding, in MedFILIP's detail slot.
@@ -208,7 +204,7 @@ StructuredReport ReportStructurer::structure_parsed(const text::ParsedReport& pa
       texts.push_back(statement(t));
     }
     if (texts.empty()) {
-      out.anatomy_text[a] = replace_all(options_.normal_template, "{anatomy}", options_.anatomies[a].name);
+      out.anatomy_text[a] = text::replace_all(options_.normal_template, "{anatomy}", options_.anatomies[a].name);
       out.anatomy_normal[a] = out.empty ? 0.f : 1.f;  // an empty report states nothing normal either
     } else {
       out.anatomy_described[a] = 1.f;

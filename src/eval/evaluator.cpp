@@ -11,6 +11,7 @@
 #include "medvlp/core/error.h"
 #include "medvlp/data/loader.h"
 #include "medvlp/eval/metrics.h"
+#include "medvlp/text/unicode.h"
 
 namespace medvlp::eval {
 
@@ -48,15 +49,9 @@ EvalOptions parse_eval_options(const core::ConfigNode& node, const std::vector<s
 }
 
 namespace {
-std::string with_anatomy(std::string text, const std::string& anatomy) {
-  for (size_t at = text.find("{anatomy}"); at != std::string::npos; at = text.find("{anatomy}", at + anatomy.size()))
-    text.replace(at, 9, anatomy);
-  return text;
-}
-
 std::vector<std::string> with_anatomy(const std::vector<std::string>& texts, const std::string& anatomy) {
   std::vector<std::string> out;
-  for (const auto& t : texts) out.push_back(with_anatomy(t, anatomy));
+  for (const auto& t : texts) out.push_back(text::replace_all(t, "{anatomy}", anatomy));
   return out;
 }
 

@@ -162,12 +162,10 @@ LossOutput AnatomyLossImpl::forward(const models::Encoded& encoded, const data::
 namespace {
 LossPtr make_anatomy(const core::ConfigNode& node) {
   AnatomyLossOptions o;
-  o.anatomies = node.get_strings("anatomies", {});
-  if (o.anatomies.empty()) node.fail("anatomies", "required: the anatomy names in mask order");
-  o.token_dim = node.get_int("token_dim", 0, 1, 1 << 16);
-  o.embed_dim = node.get_int("embed_dim", 0, 1, 1 << 16);
-  if (o.token_dim == 0) node.fail("token_dim", "required: channels of Encoded.image_tokens");
-  if (o.embed_dim == 0) node.fail("embed_dim", "required: size of Encoded.anatomy_text");
+  const MaskLossShape shape = read_mask_loss_shape(node);
+  o.anatomies = shape.anatomies;
+  o.token_dim = shape.token_dim;
+  o.embed_dim = shape.embed_dim;
   o.pooling = node.get_choice("pooling", o.pooling, {"mean", "attention"});
   o.heads = node.get_int("heads", o.heads, 1, 64);
   o.dropout = node.get_double("dropout", o.dropout, 0.0, 0.9);
@@ -178,13 +176,8 @@ LossPtr make_anatomy(const core::ConfigNode& node) {
   return std::make_shared<AnatomyLossImpl>(o, node);
 }
 
-nlohmann::json fill_anatomy_options(const nlohmann::json&, const LossEnvironment& env) {
-  nlohmann::json o = {{"token_dim", env.token_dim}, {"embed_dim", env.embed_dim}};
-  if (!env.anatomies.empty()) o["anatomies"] = env.anatomies;
-  return o;
-}
 }  // namespace
 MEDVLP_REGISTER(loss_registry(), "anatomy", make_anatomy);
-MEDVLP_REGISTER(loss_option_registry(), "anatomy", fill_anatomy_options);
+MEDVLP_REGISTER(loss_option_registry(), "anatomy", fill_mask_loss_options);
 
 }  // namespace medvlp::losses

@@ -35,6 +35,23 @@ LogitScale LogitScale::from_config(torch::nn::Module& owner, const core::ConfigN
   return LogitScale(owner, t, l, lo, hi, loss_name);
 }
 
+MaskLossShape read_mask_loss_shape(const core::ConfigNode& node) {
+  MaskLossShape s;
+  s.anatomies = node.get_strings("anatomies", {});
+  if (s.anatomies.empty()) node.fail("anatomies", "required: the anatomy names in mask order");
+  s.token_dim = node.get_int("token_dim", 0, 1, 1 << 16);
+  s.embed_dim = node.get_int("embed_dim", 0, 1, 1 << 16);
+  if (s.token_dim == 0) node.fail("token_dim", "required: channels of Encoded.image_tokens");
+  if (s.embed_dim == 0) node.fail("embed_dim", "required: size of Encoded.anatomy_text");
+  return s;
+}
+
+nlohmann::json fill_mask_loss_options(const nlohmann::json& /*written*/, const LossEnvironment& env) {
+  nlohmann::json o = {{"token_dim", env.token_dim}, {"embed_dim", env.embed_dim}};
+  if (!env.anatomies.empty()) o["anatomies"] = env.anatomies;
+  return o;
+}
+
 namespace fn {
 
 at::Tensor upcast(const at::Tensor& t) {

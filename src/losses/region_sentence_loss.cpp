@@ -106,24 +106,17 @@ LossOutput RegionSentenceLossImpl::forward(const models::Encoded& encoded, const
 namespace {
 LossPtr make_region_sentence(const core::ConfigNode& node) {
   RegionSentenceLossOptions o;
-  o.anatomies = node.get_strings("anatomies", {});
-  if (o.anatomies.empty()) node.fail("anatomies", "required: the anatomy names in mask order");
-  o.token_dim = node.get_int("token_dim", 0, 1, 1 << 16);
-  o.embed_dim = node.get_int("embed_dim", 0, 1, 1 << 16);
-  if (o.token_dim == 0) node.fail("token_dim", "required: channels of Encoded.image_tokens");
-  if (o.embed_dim == 0) node.fail("embed_dim", "required: size of Encoded.anatomy_text");
+  const MaskLossShape shape = read_mask_loss_shape(node);
+  o.anatomies = shape.anatomies;
+  o.token_dim = shape.token_dim;
+  o.embed_dim = shape.embed_dim;
   o.regions = node.get_choice("regions", o.regions, {"present", "described"});
   o.min_voxels = node.get_double("min_voxels", o.min_voxels, 0.0, 1e12);
   return std::make_shared<RegionSentenceLossImpl>(o, node);
 }
 
-nlohmann::json fill_region_options(const nlohmann::json&, const LossEnvironment& env) {
-  nlohmann::json o = {{"token_dim", env.token_dim}, {"embed_dim", env.embed_dim}};
-  if (!env.anatomies.empty()) o["anatomies"] = env.anatomies;
-  return o;
-}
 }  // namespace
 MEDVLP_REGISTER(loss_registry(), "region_sentence", make_region_sentence);
-MEDVLP_REGISTER(loss_option_registry(), "region_sentence", fill_region_options);
+MEDVLP_REGISTER(loss_option_registry(), "region_sentence", fill_mask_loss_options);
 
 }  // namespace medvlp::losses

@@ -139,6 +139,12 @@ void append_utf8(std::string& out, char32_t c) {
   }
 }
 
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  if (from.empty()) return s;
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  return s;
+}
+
 std::string encode_utf8(std::u32string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -40,6 +40,18 @@ class LogitScale {
   double min_scale_ = 0, max_scale_ = 0;
 };
 
+/// The options every mask-pooling loss (anatomy, region_sentence) shares: anatomy names in mask
+/// order, C of Encoded.image_tokens and D of Encoded.anatomy_text.
+struct MaskLossShape {
+  std::vector<std::string> anatomies;
+  int64_t token_dim = 0;
+  int64_t embed_dim = 0;
+};
+/// Reads them, each required, with messages naming the key.
+MaskLossShape read_mask_loss_shape(const core::ConfigNode& node);
+/// The loss_option_registry() filler of those options (from the model and data.report).
+nlohmann::json fill_mask_loss_options(const nlohmann::json& written, const LossEnvironment& env);
+
 namespace fn {
 
 /// float32 unless the tensor is float64, so that softmaxes never run in bf16/fp16.

@@ -14,6 +14,8 @@ size_t invalid_utf8_offset(std::string_view s);
 /// Decodes UTF-8; medvlp::Error naming `what` and the byte offset on invalid input.
 std::u32string decode_utf8(std::string_view s, std::string_view what = "text");
 std::string encode_utf8(std::u32string_view s);
+/// `s` with every occurrence of `from` (non-empty) replaced by `to`, left to right.
+std::string replace_all(std::string s, const std::string& from, const std::string& to);
 void append_utf8(std::string& out, char32_t c);
 
 /// White_Space property (what BERT's basic tokenizer and JavaScript's \s treat as blanks).
