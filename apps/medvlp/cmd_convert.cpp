@@ -1,4 +1,4 @@
-// medvlp convert -c CONFIG [--checkpoint DIR] --part image|text [--format F] -o OUT.safetensors
+// medvlp convert [-c CONFIG] [--checkpoint CHECKPOINT_OR_RUN_DIR] --part image|text [--format F] -o OUT.safetensors
 #include <iostream>
 
 #include "commands.h"
@@ -16,15 +16,17 @@ Action add_convert(CLI::App& app) {
     std::vector<std::string> sets;
   };
   auto args = std::make_shared<Args>();
-  app.add_option("-c,--config", args->config, "experiment config (a run folder's config.yaml)")->required();
+  app.add_option("-c,--config", args->config,
+                 "experiment config (default: the config.yaml of the run --checkpoint belongs to)");
   app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
-  app.add_option("--checkpoint", args->checkpoint, "checkpoint folder (default: the config's initial weights)");
+  app.add_option("--checkpoint", args->checkpoint, "a checkpoint folder or a run folder (its newest checkpoint); default: the config's initial weights");
   app.add_option("--part", args->part, "which encoder to export")->required()->check(CLI::IsMember({"image", "text"}));
   app.add_option("--format", args->format,
                  "parameter names: torchvision | timm (image), hf (text), medvlp; default: the original library's (torchvision for ResNets, timm for ViTs, hf for BERT/CLIP)");
   app.add_option("-o,--out", args->out, "the safetensors file to write")->required();
   return [args] {
-    core::Config config = core::Config::load(args->config);
+    if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
+    core::Config config = core::Config::load(config_path_for(args->config, args->checkpoint));
     for (const auto& s : args->sets) config.set(s);
     train::Experiment e = train::Experiment::build(std::move(config), "");
     if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);

@@ -1,4 +1,4 @@
-// medvlp eval -c CONFIG (--checkpoint DIR | --init) [-o eval.json]
+// medvlp eval [-c CONFIG] (--checkpoint CHECKPOINT_OR_RUN_DIR | --init) [-o eval.json]
 #include <fstream>
 #include <iostream>
 
@@ -19,15 +19,17 @@ Action add_eval(CLI::App& app) {
     bool init = false;
   };
   auto args = std::make_shared<Args>();
-  app.add_option("-c,--config", args->config, "experiment config (a run folder's config.yaml)")->required();
+  app.add_option("-c,--config", args->config,
+                 "experiment config (default: the config.yaml of the run --checkpoint belongs to)");
   app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
-  auto* ckpt = app.add_option("--checkpoint", args->checkpoint, "checkpoint folder (run/checkpoints/step_N)");
+  auto* ckpt = app.add_option("--checkpoint", args->checkpoint, "a checkpoint folder (RUN/checkpoints/step_N) or a run folder (its newest checkpoint)");
   auto* init = app.add_flag("--init", args->init, "evaluate the untrained model (the seed's initial weights)");
   ckpt->excludes(init);
   app.add_option("-o,--out", args->out, "where to write the JSON result (default: next to the checkpoint's run)");
   return [args] {
     MEDVLP_CHECK(!args->checkpoint.empty() || args->init, "eval: give --checkpoint DIR or --init");
-    core::Config config = core::Config::load(args->config);
+    if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
+    core::Config config = core::Config::load(config_path_for(args->config, args->checkpoint));
     for (const auto& s : args->sets) config.set(s);
     train::Experiment e = train::Experiment::build(std::move(config), "");
     if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);

@@ -1,4 +1,4 @@
-// medvlp train -c CONFIG [--set k=v ...] [--run-dir DIR] [--resume]
+// medvlp train -c CONFIG [--set k=v ...] [-o RUN_DIR] [--resume | --overwrite]
 #include <sys/stat.h>
 
 #include <iostream>
@@ -7,7 +7,6 @@
 #include "medvlp/core/config.h"
 #include "medvlp/core/error.h"
 #include "medvlp/core/logging.h"
-#include "medvlp/io/files.h"
 #include "medvlp/train/trainer.h"
 
 namespace medvlp::app {
@@ -16,30 +15,39 @@ Action add_train(CLI::App& app) {
   struct Args {
     std::string config, run_dir = "runs/latest";
     std::vector<std::string> sets;
-    bool resume = false;
+    bool resume = false, overwrite = false;
   };
   auto args = std::make_shared<Args>();
   app.add_option("-c,--config", args->config, "experiment config (YAML or JSON)")->required();
   app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
   app.add_option("-o,--run-dir", args->run_dir, "run folder (config, metrics, checkpoints)");
-  app.add_flag("--resume", args->resume, "continue from the newest checkpoint in the run folder");
+  auto* resume = app.add_flag("--resume", args->resume, "continue from the newest checkpoint in the run folder");
+  auto* overwrite = app.add_flag("--overwrite", args->overwrite,
+                                 "replace the run the folder holds (its checkpoints, metrics, config, tokenizer)");
+  resume->excludes(overwrite);
   return [args] {
     core::Config config = core::Config::load(args->config);
     for (const auto& s : args->sets) config.set(s);
-    io::make_directories(args->run_dir);
+    // Before anything is written: a folder holding a run is refused unless the user said what to do with it.
+    train::RunFolder folder(args->run_dir, args->resume      ? train::ExistingRun::resume
+                                           : args->overwrite ? train::ExistingRun::overwrite
+                                                             : train::ExistingRun::refuse);
     core::add_log_file(args->run_dir + "/train.log");
     std::string resume_from;
     if (args->resume) {
       resume_from = train::latest_checkpoint(args->run_dir);
-      MEDVLP_CHECK(!resume_from.empty(), args->run_dir, ": --resume given but there is no checkpoint to resume from");
-      // The tokenizer trained by the first run is part of the experiment.
-      const std::string tok = args->run_dir + "/tokenizer.model";
-      struct stat st {};
+      // The tokenizer trained by the first run is part of the experiment: training another would
+      // overwrite it and change every token id.
       const nlohmann::json& tree = config.tree();
-      const bool configured = tree.contains("text") && tree["text"].is_object() && tree["text"].contains("model");
+      const bool has_text = tree.contains("text") && tree["text"].is_object();
+      const bool configured = has_text && tree["text"].contains("model");
+      const bool wordpiece = has_text && tree["text"].value("tokenizer", std::string()) == "wordpiece";
+      const std::string tok = args->run_dir + (wordpiece ? "/vocab.txt" : "/tokenizer.model");
+      struct stat st {};
       if (!configured && ::stat(tok.c_str(), &st) == 0) config.set("text.model=" + tok);
     }
     train::Experiment experiment = train::Experiment::build(std::move(config), args->run_dir);
+    folder.commit();  // the config built: only now is a replaced run gone for good
     experiment.config.save(args->run_dir + "/config.yaml");
     train::Trainer trainer(experiment);
     if (!resume_from.empty()) trainer.resume(resume_from);

@@ -1,6 +1,7 @@
 #pragma once
 // Subcommands of the medvlp tool: each registers its options and returns the action to run.
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -16,4 +17,9 @@ Action add_parse_reports(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_inspect(CLI::App& app);
 Action add_build_shards(CLI::App& app);
+
+/// --checkpoint accepts a checkpoint folder or a run folder (its newest checkpoint, said on stderr).
+std::string resolve_checkpoint_arg(const std::string& path);
+/// -c when given; otherwise the config.yaml of the run `checkpoint` belongs to (medvlp::Error when none).
+std::string config_path_for(const std::string& config, const std::string& checkpoint);
 }  // namespace medvlp::app

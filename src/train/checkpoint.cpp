@@ -68,6 +68,27 @@ void remove_stale_temporaries(const std::string& root) {
   for (const auto& path : stale) remove_tree(path);
 }
 
+std::string run_id_of_state(const nlohmann::json& state) {
+  if (!state.is_object()) return "";
+  const auto it = state.find("run_id");
+  return it != state.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// The run_id a checkpoint folder was written by ("" for checkpoints from before run ids), or
+// "<unreadable>" so that a folder we cannot identify is never treated as ours.
+std::string read_run_id(const std::string& dir) {
+  try {
+    return run_id_of_state(nlohmann::json::parse(io::read_file(dir + "/trainer_state.json")));
+  } catch (const std::exception&) {
+    return "<unreadable>";
+  }
+}
+
+bool non_empty_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Checkpoint& checkpoint, int64_t keep_last,
@@ -106,8 +127,13 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Chec
     throw;
   }
   if (keep_last > 0) {
-    auto all = list_checkpoints(root);
-    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) remove_tree(all[i].second);
+    // Only this run's checkpoints: a folder that once held another run (or a checkpoint copied in by
+    // hand) must never lose those to this run's keep-last-N.
+    const std::string own = run_id_of_state(checkpoint.state);
+    std::vector<std::string> mine;
+    for (const auto& [s, dir] : list_checkpoints(root))
+      if (read_run_id(dir) == own) mine.push_back(dir);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < mine.size(); ++i) remove_tree(mine[i]);
   }
   return final_dir;
 }
@@ -130,6 +156,99 @@ Checkpoint load_checkpoint(const std::string& dir) {
 std::string latest_checkpoint(const std::string& run_dir) {
   auto all = list_checkpoints(run_dir + "/checkpoints");
   return all.empty() ? std::string() : all.back().second;
+}
+
+std::string describe_existing_run(const std::string& run_dir, const std::string& own_run_id) {
+  std::vector<int64_t> steps;
+  for (const auto& [step, dir] : list_checkpoints(run_dir + "/checkpoints"))
+    if (own_run_id.empty() || read_run_id(dir) != own_run_id) steps.push_back(step);
+  std::string out;
+  if (!steps.empty()) {
+    out = steps.size() == 1 ? "checkpoint step_" + std::to_string(steps[0])
+                            : std::to_string(steps.size()) + " checkpoints step_" + std::to_string(steps.front()) +
+                                  "..step_" + std::to_string(steps.back());
+  }
+  if (non_empty_file(run_dir + "/metrics.jsonl")) out += std::string(out.empty() ? "" : ", ") + "metrics.jsonl";
+  return out;
+}
+
+namespace {
+const char* const kRunFiles[] = {"checkpoints", "metrics.jsonl", "train.log",      "config.yaml",
+                                 "tokenizer.model", "tokenizer.vocab", "vocab.txt", "eval.json", "eval_init.json"};
+}
+
+RunFolder::RunFolder(std::string dir, ExistingRun mode) : dir_(std::move(dir)) {
+  MEDVLP_CHECK(!dir_.empty(), "no run folder given");
+  io::make_directories(dir_);
+  const std::string held = describe_existing_run(dir_);
+  switch (mode) {
+    case ExistingRun::refuse:
+      MEDVLP_CHECK(held.empty(), dir_, ": already holds a run (", held,
+                   "); give --resume to continue it, --overwrite to replace it, or another run folder (-o)");
+      break;
+    case ExistingRun::resume:
+      MEDVLP_CHECK(!latest_checkpoint(dir_).empty(), dir_,
+                   ": --resume given but there is no checkpoint to resume from (checkpoints/step_N)");
+      break;
+    case ExistingRun::overwrite: {
+      const std::string aside = dir_ + "/.replaced";
+      remove_tree(aside);  // left by a process killed between the move and commit()
+      io::make_directories(aside);
+      for (const char* name : kRunFiles) {
+        const std::string path = dir_ + "/" + name;
+        if (!io::path_exists(path)) continue;
+        MEDVLP_CHECK(std::rename(path.c_str(), (aside + "/" + name).c_str()) == 0, path, ": cannot move aside (",
+                     std::strerror(errno), ")");
+        moved_.push_back(name);
+      }
+      if (!held.empty()) core::log_info(dir_, ": replacing the earlier run (", held, ")");
+      break;
+    }
+  }
+}
+
+void RunFolder::commit() {
+  if (committed_) return;
+  committed_ = true;
+  if (!moved_.empty() || io::path_exists(dir_ + "/.replaced")) remove_tree(dir_ + "/.replaced");
+}
+
+RunFolder::~RunFolder() {
+  if (committed_ || moved_.empty()) {
+    if (!committed_) ::rmdir((dir_ + "/.replaced").c_str());
+    return;
+  }
+  // The new run never started: what it may have written (a tokenizer) gives way to the earlier run.
+  const std::string aside = dir_ + "/.replaced";
+  for (const auto& name : moved_) {
+    const std::string path = dir_ + "/" + name;
+    if (io::path_exists(path)) remove_tree(path);
+    if (std::rename((aside + "/" + name).c_str(), path.c_str()) != 0)
+      core::log_warn(path, ": could not be put back from ", aside, " (", std::strerror(errno), ")");
+  }
+  ::rmdir(aside.c_str());
+}
+
+std::string resolve_checkpoint(const std::string& path) {
+  MEDVLP_CHECK(io::is_directory(path), path, ": no such folder (expected a checkpoint folder or a run folder)");
+  if (io::path_exists(path + "/trainer_state.json") || io::path_exists(path + "/model.safetensors")) return path;
+  const std::string latest = latest_checkpoint(path);
+  MEDVLP_CHECK(!latest.empty(), path,
+               ": neither a checkpoint folder (model.safetensors, optimizer.safetensors, trainer_state.json) nor a "
+               "run folder with checkpoints/step_N");
+  return latest;
+}
+
+std::string run_dir_of(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  if (io::is_directory(p + "/checkpoints") || io::path_exists(p + "/config.yaml")) return p;
+  const auto slash = p.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : p.substr(0, slash);
+  const auto slash2 = parent.rfind('/');
+  const std::string parent_name = slash2 == std::string::npos ? parent : parent.substr(slash2 + 1);
+  if (parent_name != "checkpoints") return "";
+  return slash2 == std::string::npos ? "." : parent.substr(0, slash2);
 }
 
 }  // namespace medvlp::train

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -50,6 +51,13 @@ Trainer::Trainer(Experiment& experiment) : e_(experiment) {
   for (const auto& named : trainable) params_.push_back(named.second);
   optimizer_ = std::make_unique<AdamW>(trainable, e_.optim);
   loader_ = std::make_unique<data::Loader>(e_.train_set, e_.tokenizer, e_.loader);
+  // Not derived from the seed: two runs of one config in one folder must still tell their checkpoints apart.
+  std::random_device device;
+  const uint64_t id = (static_cast<uint64_t>(device()) << 32) ^ device() ^
+                      static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(id));
+  run_id_ = hex;
 }
 
 void Trainer::resume(const std::string& checkpoint_dir) {
@@ -67,6 +75,9 @@ void Trainer::resume(const std::string& checkpoint_dir) {
     throw Error("resume from " + checkpoint_dir + ": trainer_state.json: " + err.what());
   }
   step_ = c.state.at("step").get<int64_t>();
+  // Checkpoints written before run ids carry none: "" keeps pruning to those.
+  run_id_ = c.state.value("run_id", std::string());
+  resumed_ = true;
   core::log_info("resumed from ", checkpoint_dir, " at step ", step_);
 }
 
@@ -127,7 +138,8 @@ std::string Trainer::save(const CheckpointWriteHook& hook) {
              {"batch_in_epoch", step_ % per_epoch},
              {"seed", e_.seed},
              {"batch_size", e_.loader.batch_size},
-             {"torch_version", TORCH_VERSION}};
+             {"torch_version", TORCH_VERSION},
+             {"run_id", run_id_}};
   const std::string dir = save_checkpoint(e_.run_dir, step_, c, e_.train.keep_checkpoints, hook);
   core::log_info("checkpoint ", dir);
   return dir;
@@ -136,6 +148,12 @@ std::string Trainer::save(const CheckpointWriteHook& hook) {
 void Trainer::run(int64_t until_step) {
   const int64_t target = until_step < 0 ? e_.train.steps : until_step;
   MEDVLP_CHECK(!e_.run_dir.empty(), "trainer: no run folder");
+  if (!resumed_ && !started_) {
+    const std::string held = describe_existing_run(e_.run_dir, run_id_);
+    MEDVLP_CHECK(held.empty(), e_.run_dir, ": already holds a run (", held,
+                 "); resume it (Trainer::resume) or replace it (train::RunFolder with ExistingRun::overwrite)");
+  }
+  started_ = true;
   const std::string metrics_path = e_.run_dir + "/metrics.jsonl";
   truncate_metrics(metrics_path, step_);
   std::ofstream metrics_file(metrics_path, std::ios::app);

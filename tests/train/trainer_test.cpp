@@ -139,6 +139,59 @@ TEST_F(TrainerTest, KeepsOnlyTheNewestCheckpoints) {
   EXPECT_EQ(::stat((dir_.path() + "/keep/checkpoints/step_4").c_str(), &st), 0);
 }
 
+TEST_F(TrainerTest, KeepLastNNeverDeletesAnotherRunsCheckpoints) {
+  const std::string run = dir_.path() + "/two_runs";
+  {
+    auto first = make(run, {"train.checkpoint_every=1"});
+    train::Trainer t(first);
+    t.run(6);  // step_1 .. step_6 of the first run
+  }
+  // A second run in the same folder (as an old medvlp, or a copy by hand, would have made it):
+  // the library refuses to start it over the first run's files ...
+  auto second = make(run, {"train.checkpoint_every=1", "train.keep_checkpoints=2"});
+  train::Trainer t(second);
+  EXPECT_ERROR_CONTAINS(t.run(3), "two_runs: already holds a run (6 checkpoints step_1..step_6, metrics.jsonl)");
+  // ... and when its checkpoints are written anyway, keep-last-N prunes only its own.
+  for (int i = 0; i < 3; ++i) {
+    t.step([&] {
+      data::LoaderOptions lo = second.loader;
+      lo.workers = 0;
+      data::Loader loader(second.train_set, second.tokenizer, lo);
+      loader.start(0);
+      data::Batch b;
+      loader.next(&b);
+      return b;
+    }());
+    t.save();
+  }
+  struct stat st {};
+  for (int s = 4; s <= 6; ++s) {
+    EXPECT_EQ(::stat((run + "/checkpoints/step_" + std::to_string(s)).c_str(), &st), 0) << "first run's step_" << s;
+  }
+  // Steps 1-3 were overwritten by the second run: its step_1 is pruned, step_2 and step_3 are kept.
+  EXPECT_NE(::stat((run + "/checkpoints/step_1").c_str(), &st), 0);
+  EXPECT_EQ(train::load_checkpoint(run + "/checkpoints/step_3").state.at("run_id"), t.run_id());
+  EXPECT_EQ(train::load_checkpoint(run + "/checkpoints/step_6").state.at("run_id").get<std::string>().size(), 16u);
+  EXPECT_NE(train::load_checkpoint(run + "/checkpoints/step_6").state.at("run_id"), t.run_id());
+}
+
+TEST_F(TrainerTest, AResumedRunKeepsItsRunId) {
+  std::string id;
+  {
+    auto e = make(dir_.path() + "/rid");
+    train::Trainer t(e);
+    t.run(2);
+    id = t.run_id();
+  }
+  auto e = make(dir_.path() + "/rid");
+  train::Trainer t(e);
+  EXPECT_NE(t.run_id(), id);
+  t.resume(train::latest_checkpoint(dir_.path() + "/rid"));
+  EXPECT_EQ(t.run_id(), id);
+  t.run(3);
+  EXPECT_EQ(train::load_checkpoint(dir_.path() + "/rid/checkpoints/step_3").state.at("run_id"), id);
+}
+
 TEST_F(TrainerTest, NonFiniteLossStopsBeforeTheUpdateWithAClearError) {
   auto e = make(dir_.path() + "/nan");
   train::Trainer t(e);

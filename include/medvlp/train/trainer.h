@@ -26,6 +26,8 @@ class Trainer {
   void resume(const std::string& checkpoint_dir);
   /// Trains until `until_step` completed steps (default: train.steps), checkpointing on the way and at the end.
   /// Throws medvlp::Error on a non-finite loss, before the update, so the last checkpoint stays good.
+  /// A run that was not resumed refuses a run folder holding another run's checkpoints or metrics
+  /// (see prepare_run_dir), so it never truncates or prunes them.
   void run(int64_t until_step = -1);
   /// One optimization step on `batch`; returns the logged metrics.
   nlohmann::json step(const data::Batch& batch);
@@ -33,6 +35,9 @@ class Trainer {
   std::string save(const CheckpointWriteHook& hook = {});
 
   int64_t completed_steps() const { return step_; }
+  /// Identifies this run's checkpoints (kept across resume): keep-last-N deletes only these, and a fresh
+  /// run refuses a folder holding checkpoints of another.
+  const std::string& run_id() const { return run_id_; }
   const AdamW& optimizer() const { return *optimizer_; }
 
  private:
@@ -41,6 +46,8 @@ class Trainer {
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<data::Loader> loader_;
   int64_t step_ = 0;
+  std::string run_id_;
+  bool resumed_ = false, started_ = false;
 };
 
 }  // namespace medvlp::train

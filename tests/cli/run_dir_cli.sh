@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs never overwrite runs: `medvlp train` refuses a folder holding a run unless told --resume or
+# --overwrite, a failed --overwrite puts the earlier run back, and eval/convert accept a run folder.
+#   tests/cli/run_dir_cli.sh MEDVLP_BINARY SOURCE_DIR WORK_DIR
+set -euo pipefail
+medvlp=$1
+config=$2/tests/cli/tiny_train.yaml
+work=$3
+rm -rf "$work" && mkdir -p "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run=$work/run
+# A fingerprint of everything the first run wrote (bytes, not just names).
+fingerprint() { (cd "$run" && find . -type f ! -name train.log | LC_ALL=C sort | xargs sha256sum); }
+
+"$medvlp" --log-level warn train -c "$config" -o "$run" >/dev/null
+[ -d "$run/checkpoints/step_4" ] && [ -s "$run/metrics.jsonl" ] || fail "the first run wrote no checkpoint or metrics"
+before=$(fingerprint)
+
+# A second run into the same folder is refused and changes nothing.
+if err=$("$medvlp" --log-level warn train -c "$config" -o "$run" --set seed=4 2>&1); then fail "train reused a run folder"; fi
+grep -q "run: already holds a run (2 checkpoints step_2..step_4, metrics.jsonl); give --resume to continue it, --overwrite to replace it" <<<"$err" ||
+  fail "refusal message: $err"
+[ "$(fingerprint)" = "$before" ] || fail "a refused run changed the earlier run's files"
+
+# --overwrite with a config that does not build: the error names the key, the earlier run is back.
+if err=$("$medvlp" --log-level warn train -c "$config" -o "$run" --overwrite --set model.image.name=resnet9000 2>&1); then
+  fail "train accepted an unknown encoder"
+fi
+grep -q 'model.image.name: unknown image encoder "resnet9000"' <<<"$err" || fail "config error: $err"
+[ "$(fingerprint)" = "$before" ] || fail "a failed --overwrite lost the earlier run"
+[ ! -e "$run/.replaced" ] || fail ".replaced left behind"
+[ "$(ls "$run" | LC_ALL=C sort | tr '\n' ' ')" = "checkpoints config.yaml metrics.jsonl tokenizer.model tokenizer.vocab train.log " ] ||
+  fail "run folder after a failed overwrite: $(ls "$run")"
+
+# eval and convert take the run folder (its newest checkpoint and its config.yaml).
+"$medvlp" --log-level warn eval --checkpoint "$run" >"$work/eval.out" 2>"$work/eval.err" || fail "eval RUN: $(cat "$work/eval.err")"
+grep -q "using $run/checkpoints/step_4 (the newest checkpoint of $run)" "$work/eval.err" || fail "eval did not say which checkpoint"
+[ -s "$run/eval.json" ] || fail "eval RUN wrote no $run/eval.json"
+"$medvlp" --log-level warn convert --checkpoint "$run" --part image -o "$work/image.safetensors" >/dev/null 2>&1 ||
+  fail "convert --checkpoint RUN"
+grep -aq "$run/checkpoints/step_4" "$work/image.safetensors" || fail "convert did not record the resolved checkpoint"
+if err=$("$medvlp" eval --checkpoint "$work" 2>&1); then fail "eval accepted a folder that is not a run"; fi
+grep -q "$work: neither a checkpoint folder (model.safetensors, optimizer.safetensors, trainer_state.json) nor a run folder" <<<"$err" ||
+  fail "eval error: $err"
+
+# --resume continues the run: 2 more steps, metrics still one line per step.
+"$medvlp" --log-level warn train -c "$config" -o "$run" --resume --set train.steps=6 >/dev/null
+[ -d "$run/checkpoints/step_6" ] || fail "resume wrote no step_6"
+steps=$(/usr/bin/python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["step"]) for l in open(sys.argv[1])))' "$run/metrics.jsonl")
+[ "$steps" = "1 2 3 4 5 6" ] || fail "metrics after resume: $steps"
+if err=$("$medvlp" train -c "$config" -o "$run" --resume --overwrite 2>&1); then fail "--resume with --overwrite accepted"; fi
+grep -q "excludes" <<<"$err" || fail "--resume --overwrite: $err"
+
+# --overwrite replaces the run: no checkpoint of the earlier run survives, other files stay.
+echo "my notes" >"$run/notes.txt"
+"$medvlp" --log-level warn train -c "$config" -o "$run" --overwrite --set train.steps=3 >/dev/null
+[ "$(ls "$run/checkpoints" | tr '\n' ' ')" = "step_2 step_3 " ] || fail "checkpoints after --overwrite: $(ls "$run/checkpoints")"
+[ "$(cat "$run/notes.txt")" = "my notes" ] || fail "--overwrite removed a file it does not own"
+[ ! -e "$run/eval.json" ] && [ ! -e "$run/.replaced" ] || fail "--overwrite left the earlier run's eval.json or .replaced"
+echo "run folder checks passed"
