@@ -105,10 +105,20 @@ Action add_inspect(CLI::App& app) {
   return [args] {
     MEDVLP_CHECK(args->save.empty() || args->inputs.size() == 1, "--save takes a single input, got ",
                  args->inputs.size());
+    BatchErrors errors("inspect");
     for (const auto& path : args->inputs) {
       io::TensorMap saved;
       io::Volume volume;
-      const nlohmann::json j = inspect(path, args->ras, &saved, &volume);
+      nlohmann::json j;
+      try {
+        j = inspect(path, args->ras, &saved, &volume);
+      } catch (const Error& e) {
+        // A corrupt file among many: named, and the others are still inspected.
+        const std::string what = e.what();
+        errors.add(what.rfind(path, 0) == 0 ? what : path + ": " + what);
+        if (args->json) std::cout << nlohmann::json{{"path", path}, {"error", what}}.dump() << "\n";
+        continue;
+      }
       if (args->json) std::cout << j.dump() << "\n";
       else print_text(j);
       if (args->save.empty()) continue;
@@ -119,7 +129,8 @@ Action add_inspect(CLI::App& app) {
         io::save_safetensors(args->save, saved);
       }
     }
-    return 0;
+    std::cout.flush();
+    return errors.finish(args->inputs.size(), "inputs");
   };
 }
 

@@ -44,20 +44,29 @@ Action add_existence(CLI::App& app) {
   return [args] {
     const auto cues = text::CueSet::load(args->cues.empty() ? default_lexicon_dir() + "/cues.yaml" : args->cues);
     std::istringstream in(read_input(args->input));
-    std::string line, out;
-    for (size_t n = 1; std::getline(in, line); ++n) {
+    std::string line;
+    BatchErrors errors("existence");
+    size_t n = 0;
+    // One answer line per input line ("error" for a bad one), so the output stays aligned with the input.
+    while (std::getline(in, line)) {
+      ++n;
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      const std::string where = args->input + ":" + std::to_string(n);
       const size_t tab = line.rfind('\t');
-      MEDVLP_CHECK(tab != std::string::npos, args->input, ":", n, ": expected sentence<TAB>term");
-      try {
-        out += text::existence_name(cues->existence(line.substr(0, tab), line.substr(tab + 1)));
-      } catch (const Error& e) {
-        throw e.with_context(args->input + ":" + std::to_string(n));
+      std::string answer = "error";
+      if (tab == std::string::npos) {
+        errors.add(where + ": expected sentence<TAB>term");
+      } else {
+        try {
+          answer = text::existence_name(cues->existence(line.substr(0, tab), line.substr(tab + 1)));
+        } catch (const Error& e) {
+          errors.add(where + ": " + e.what());
+        }
       }
-      out += '\n';
+      std::cout << answer << '\n';
     }
-    std::cout << out;
-    return 0;
+    std::cout.flush();
+    return errors.finish(n, "lines");
   };
 }
 
@@ -76,11 +85,19 @@ Action add_parse_reports(CLI::App& app) {
     const text::ReportParser parser(lexicon);
     std::string out;
     int64_t reports = 0, triplets = 0;
-    for (const auto& r : text::read_reports(args->input, args->column, args->id_column)) {
-      const auto parsed = parser.parse(r.text, r.id);
-      out += text::to_json(parsed, lexicon->label_findings()).dump() + "\n";
-      ++reports;
-      triplets += static_cast<int64_t>(parsed.triplets.size());
+    BatchErrors errors("parse-reports");
+    std::vector<std::string> bad;
+    const auto inputs = text::read_reports(args->input, args->column, args->id_column, &bad);
+    for (const auto& message : bad) errors.add(message);
+    for (const auto& r : inputs) {
+      try {
+        const auto parsed = parser.parse(r.text, r.id);
+        out += text::to_json(parsed, lexicon->label_findings()).dump() + "\n";
+        ++reports;
+        triplets += static_cast<int64_t>(parsed.triplets.size());
+      } catch (const Error& e) {
+        errors.add(args->input + ": report " + r.id + ": " + e.what());
+      }
     }
     if (args->out.empty()) {
       std::cout << out;
@@ -88,7 +105,7 @@ Action add_parse_reports(CLI::App& app) {
       io::write_file_atomic(args->out, out);
       std::cerr << "parsed " << reports << " reports, " << triplets << " triplets -> " << args->out << "\n";
     }
-    return 0;
+    return errors.finish(inputs.size() + bad.size(), "reports");
   };
 }
 
@@ -113,21 +130,31 @@ Action add_tokenize(CLI::App& app) {
     const auto tok = text::load_tokenizer(args->spec);
     std::istringstream in(read_input(args->input));
     std::string line;
+    BatchErrors errors("tokenize");
+    size_t n = 0;
     while (std::getline(in, line)) {
+      ++n;
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      std::vector<int64_t> ids;
-      if (args->max_len > 0) {
-        const auto batch = tok->encode({line}, args->max_len);
-        for (int64_t i = 0; i < args->max_len; ++i) ids.push_back(batch.ids[0][i].item<int64_t>());
-      } else {
-        ids = tok->encode_plain(line);
-      }
       nlohmann::json j;
-      j["ids"] = ids;
-      if (!args->ids) j["text"] = tok->decode(ids);
+      try {
+        std::vector<int64_t> ids;
+        if (args->max_len > 0) {
+          const auto batch = tok->encode({line}, args->max_len);
+          for (int64_t i = 0; i < args->max_len; ++i) ids.push_back(batch.ids[0][i].item<int64_t>());
+        } else {
+          ids = tok->encode_plain(line);
+        }
+        j["ids"] = ids;
+        if (!args->ids) j["text"] = tok->decode(ids);
+      } catch (const Error& e) {
+        // null in place of the ids keeps one output line per input line.
+        errors.add(args->input + ":" + std::to_string(n) + ": " + e.what());
+        j = {{"ids", nullptr}, {"error", e.what()}};
+      }
       std::cout << (args->ids ? j["ids"].dump() : j.dump()) << "\n";
     }
-    return 0;
+    std::cout.flush();
+    return errors.finish(n, "lines");
   };
 }
 

@@ -18,6 +18,21 @@ Action add_tokenize(CLI::App& app);
 Action add_inspect(CLI::App& app);
 Action add_build_shards(CLI::App& app);
 
+/// Commands over many lines or files: each failure is one "error: WHERE: WHY" line on stderr, the
+/// rest are still answered, and the exit status is 1 when anything failed.
+class BatchErrors {
+ public:
+  explicit BatchErrors(std::string command) : command_(std::move(command)) {}
+  void add(const std::string& message);
+  size_t count() const { return failed_; }
+  /// Prints "COMMAND: F of N inputs failed" when F > 0; returns the exit status.
+  int finish(size_t total, const char* unit) const;
+
+ private:
+  std::string command_;
+  size_t failed_ = 0;
+};
+
 /// --checkpoint accepts a checkpoint folder or a run folder (its newest checkpoint, said on stderr).
 std::string resolve_checkpoint_arg(const std::string& path);
 /// -c when given; otherwise the config.yaml of the run `checkpoint` belongs to (medvlp::Error when none).

@@ -7,6 +7,17 @@
 
 namespace medvlp::app {
 
+void BatchErrors::add(const std::string& message) {
+  ++failed_;
+  std::cerr << "error: " << message << "\n";
+}
+
+int BatchErrors::finish(size_t total, const char* unit) const {
+  if (failed_ == 0) return 0;
+  std::cerr << command_ << ": " << failed_ << " of " << total << " " << unit << " failed\n";
+  return 1;
+}
+
 std::string resolve_checkpoint_arg(const std::string& path) {
   const std::string resolved = train::resolve_checkpoint(path);
   if (resolved != path) std::cerr << "using " << resolved << " (the newest checkpoint of " << path << ")\n";

@@ -33,8 +33,14 @@ std::string config_file(const std::string& folder, const std::string& name) {
               "); give a path to a YAML file or set MEDVLP_CONFIGS");
 }
 
-std::vector<ReportText> read_reports(const std::string& input, const std::string& column, const std::string& id_column) {
+std::vector<ReportText> read_reports(const std::string& input, const std::string& column, const std::string& id_column,
+                                     std::vector<std::string>* bad_records) {
   std::vector<ReportText> out;
+  // A bad record ends the read, or is noted and skipped when the caller collects them.
+  const auto bad = [&](const Error& e) {
+    if (!bad_records) throw e;
+    bad_records->push_back(e.what());
+  };
   MEDVLP_CHECK(fs::exists(input), input, ": no such file or folder");
   if (fs::is_directory(input)) {
     std::vector<fs::path> files;
@@ -42,8 +48,13 @@ std::vector<ReportText> read_reports(const std::string& input, const std::string
       if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path());
     std::sort(files.begin(), files.end());
     MEDVLP_CHECK(!files.empty(), input, ": the folder has no .txt report files");
-    for (const auto& f : files)
-      out.push_back({fs::relative(f, input).replace_extension().string(), io::read_file(f.string())});
+    for (const auto& f : files) {
+      try {
+        out.push_back({fs::relative(f, input).replace_extension().string(), io::read_file(f.string())});
+      } catch (const Error& e) {
+        bad(e);
+      }
+    }
     return out;
   }
   const std::string name = fs::path(input).filename().string();
@@ -74,10 +85,13 @@ std::vector<ReportText> read_reports(const std::string& input, const std::string
       try {
         j = nlohmann::json::parse(line);
       } catch (const nlohmann::json::exception& e) {
-        throw Error(input + ":" + std::to_string(n) + ": not valid JSON (" + e.what() + ")");
+        bad(Error(input + ":" + std::to_string(n) + ": not valid JSON (" + e.what() + ")"));
+        continue;
       }
-      MEDVLP_CHECK(j.is_object() && j.contains(column) && j[column].is_string(), input, ":", n,
-                   ": expected an object with a string \"", column, "\" (--column)");
+      if (!(j.is_object() && j.contains(column) && j[column].is_string())) {
+        bad(Error(input + ":" + std::to_string(n) + ": expected an object with a string \"" + column + "\" (--column)"));
+        continue;
+      }
       std::string id = std::to_string(n);
       if (j.contains("id") && j["id"].is_string()) id = j["id"].get<std::string>();
       out.push_back({id, j[column].get<std::string>()});

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `medvlp existence`, `parse-reports` and `tokenize` from the command line: outputs and errors.
+# `medvlp existence`, `parse-reports`, `tokenize` and `inspect` from the command line: outputs, errors,
+# and batches with bad lines or files (each named, the rest answered, exit status 1).
 #   tests/cli/text_cli.sh MEDVLP_BINARY WORK_DIR
 set -euo pipefail
 medvlp=$1
@@ -40,4 +41,39 @@ got=$("$medvlp" tokenize --kind wordpiece --model "$work/vocab.txt" --max-len 6 
 [ "$got" = "[2,5,6,7,3,0]" ] || fail "tokenize printed $got"
 got=$("$medvlp" tokenize --kind wordpiece --model "$work/vocab.txt" "$work/t.txt")
 [ "$got" = '{"ids":[5,6,7],"text":"no effusion."}' ] || fail "tokenize printed $got"
+
+# Batches with bad lines: every bad line is named, every good line answered, the exit status is 1.
+printf 'No effusion.\tedema\nNo pleural effusion.\teffusion\nno tab here\nMild edema.\tedema\n' > "$work/mixed.tsv"
+status=0; "$medvlp" existence "$work/mixed.tsv" >"$work/mixed.out" 2>"$work/mixed.err" || status=$?
+[ "$status" = 1 ] || fail "existence with bad lines exited $status"
+[ "$(tr '\n' ' ' <"$work/mixed.out")" = "error absent error present " ] || fail "existence answers: $(cat "$work/mixed.out")"
+grep -q 'mixed.tsv:1: existence: the term "edema" does not occur' "$work/mixed.err" &&
+  grep -q 'mixed.tsv:3: expected sentence<TAB>term' "$work/mixed.err" &&
+  grep -q 'existence: 2 of 4 lines failed' "$work/mixed.err" || fail "existence errors: $(cat "$work/mixed.err")"
+
+printf '{"report":"No effusion.","id":"a"}\nnot json\n{"text":"x"}\n{"report":"Small effusion.","id":"b"}\n' > "$work/mixed.jsonl"
+status=0; "$medvlp" parse-reports "$work/mixed.jsonl" >"$work/pr.out" 2>"$work/pr.err" || status=$?
+[ "$status" = 1 ] || fail "parse-reports with bad lines exited $status"
+/usr/bin/python3 -c 'import json,sys; ids=[json.loads(l)["id"] for l in open(sys.argv[1])]; assert ids == ["a", "b"], ids' \
+  "$work/pr.out" || fail "parse-reports answered $(cut -c1-40 "$work/pr.out")"
+grep -q 'mixed.jsonl:2: not valid JSON' "$work/pr.err" && grep -q 'mixed.jsonl:3: expected an object with a string "report"' "$work/pr.err" &&
+  grep -q 'parse-reports: 2 of 4 reports failed' "$work/pr.err" || fail "parse-reports errors: $(cat "$work/pr.err")"
+
+printf 'No effusion.\n\xff\xfe bad\nno\n' > "$work/mixed.txt"
+status=0; "$medvlp" tokenize --kind wordpiece --model "$work/vocab.txt" --ids "$work/mixed.txt" >"$work/tok.out" 2>"$work/tok.err" || status=$?
+[ "$status" = 1 ] || fail "tokenize with a bad line exited $status"
+[ "$(tr '\n' ' ' <"$work/tok.out")" = "[5,6,7] null [5] " ] || fail "tokenize answers: $(cat "$work/tok.out")"
+grep -q 'mixed.txt:2: WordPiece input: invalid UTF-8' "$work/tok.err" || fail "tokenize error: $(cat "$work/tok.err")"
+
+# inspect over many files: a corrupt DICOM among good images.
+"$medvlp" synth -o "$work/synth" --kind cxr --size 32 --train 2 --val 0 --test 0 >/dev/null
+printf 'DICM but not really' > "$work/broken.dcm"
+good=$(ls "$work"/synth/images/*.png | head -2)
+status=0; "$medvlp" inspect --json $good "$work/broken.dcm" >"$work/in.out" 2>"$work/in.err" || status=$?
+[ "$status" = 1 ] || fail "inspect with a corrupt file exited $status"
+[ "$(grep -c '"kind":"image"' "$work/in.out")" = 2 ] || fail "inspect answers: $(cat "$work/in.out")"
+grep -q "{\"error\":\"$work/broken.dcm: not a readable DICOM file" "$work/in.out" ||
+  fail "inspect --json has no error line for the corrupt file: $(cat "$work/in.out")"
+grep -q "error: $work/broken.dcm" "$work/in.err" && grep -q 'inspect: 1 of 3 inputs failed' "$work/in.err" ||
+  fail "inspect errors: $(cat "$work/in.err")"
 echo "text CLI: ok"

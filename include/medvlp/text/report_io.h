@@ -16,9 +16,13 @@ struct ReportText {
 /// Reads reports from a .txt file (id: the file stem), a folder of .txt files (id: the relative path
 /// without extension, sorted), a .csv or .csv.gz (`column`, ids from `id_column` or the row number)
 /// or a .jsonl file (`column` key, ids from "id" or the line number). Errors name the file, the line
-/// and the column or key.
+/// and the column or key. With `bad_records`, a record that cannot be read (a JSONL line that is not
+/// JSON or lacks the key, a report file in a folder that cannot be read) is described there and
+/// skipped; what makes the whole input unreadable (no such file, a missing CSV column, a malformed
+/// CSV) still throws.
 std::vector<ReportText> read_reports(const std::string& input, const std::string& column = "report",
-                                     const std::string& id_column = "");
+                                     const std::string& id_column = "",
+                                     std::vector<std::string>* bad_records = nullptr);
 
 /// A shipped configuration file: `name` is a path (it contains '/' or ends in .yaml) returned as it
 /// is, or a built-in name ("chest_xray", "chest_ct") found in `folder` ("lexicons", "knowledge")
