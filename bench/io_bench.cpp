@@ -64,7 +64,13 @@ int main(int argc, char** argv) {
       cv::Mat src(static_cast<int>(frame.size(0)), static_cast<int>(frame.size(1)), CV_32F, frame.data_ptr<float>());
       cv::Mat out;
       cv::resize(src, out, cv::Size(512, 512), 0, 0, cv::INTER_AREA);
-      checksum += cv::sum(out)[0];
+      // Weighted by position (rows 1..2, columns 1..4), so a flip or transpose changes it; io_bench.py matches.
+      cv::Mat rows(out.rows, 1, CV_64F), cols(1, out.cols, CV_64F), weighted;
+      for (int y = 0; y < out.rows; ++y) rows.at<double>(y) = 1.0 + static_cast<double>(y) / std::max(out.rows - 1, 1);
+      for (int x = 0; x < out.cols; ++x) cols.at<double>(x) = 1.0 + 3.0 * x / std::max(out.cols - 1, 1);
+      cv::Mat out64;
+      out.convertTo(out64, CV_64F);
+      checksum += cv::sum(out64.mul(rows * cols))[0];
     }
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
   }

@@ -25,7 +25,10 @@ for _ in range(repeats):
         ds = pydicom.dcmread(p)
         arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
         out = cv2.resize(arr, (512, 512), interpolation=cv2.INTER_AREA)
-        checksum += float(out.sum())
+        # bench/io_bench.cpp's positional checksum: rows weighted 1..2, columns 1..4.
+        w = np.outer(1.0 + np.arange(out.shape[0]) / max(out.shape[0] - 1, 1),
+                     1.0 + 3.0 * np.arange(out.shape[1]) / max(out.shape[1] - 1, 1))
+        checksum += float((out.astype(np.float64) * w).sum())
     best = min(best, time.perf_counter() - t0)
 print(json.dumps({"what": "dicom_python", "dir": d, "files": len(paths), "seconds": best,
                   "files_per_s": len(paths) / best, "checksum": checksum}))

@@ -28,7 +28,24 @@ class TempDir {
   std::string path_;
 };
 
+/// True under CI=true: there a test whose reference (a tool, a package, test files) is missing fails.
+inline bool in_ci() {
+  const char* ci = std::getenv("CI");
+  const std::string v = ci ? ci : "";
+  return v == "true" || v == "1" || v == "yes";
+}
+
 }  // namespace medvlp::testing_util
+
+/// A missing reference: skips the test outside CI, fails it under CI=true, with `message` either way.
+#define MEDVLP_REFERENCE_MISSING(message)                                                                  \
+  do {                                                                                                     \
+    if (::medvlp::testing_util::in_ci()) {                                                                 \
+      FAIL() << message << " (CI=true: a missing reference fails instead of skipping)";                    \
+    } else {                                                                                               \
+      GTEST_SKIP() << message;                                                                             \
+    }                                                                                                      \
+  } while (0)
 
 /// Asserts that `statement` throws medvlp::Error whose message contains `substring`.
 #define EXPECT_ERROR_CONTAINS(statement, substring)                                             \

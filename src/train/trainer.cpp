@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -183,6 +184,8 @@ void Trainer::run(int64_t until_step) {
       m["images_per_s"] = steps_per_s * static_cast<double>(e_.loader.batch_size);
       m["elapsed_s"] = elapsed;
       metrics_file << m.dump() << "\n" << std::flush;
+      // A full disk must stop the run here, not leave a metrics log with silently missing steps.
+      MEDVLP_CHECK(metrics_file.good(), metrics_path, ": write failed at step ", step_, " (", std::strerror(errno), ")");
       if (!live) {
         char line[160];
         std::snprintf(line, sizeof(line), "step %lld/%lld loss %.4f lr %.2e %.1f img/s", static_cast<long long>(step_),

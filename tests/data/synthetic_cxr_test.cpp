@@ -108,7 +108,7 @@ TEST(SyntheticCxr, ReportsUseSectionsHedgesAndSynonyms) {
 }
 
 TEST(SyntheticCxr, WritesPngAndManifestThatReadBack) {
-  if (!medvlp::io::image_codecs_available()) GTEST_SKIP() << "built without OpenCV";
+  if (!medvlp::io::image_codecs_available()) MEDVLP_REFERENCE_MISSING("built without OpenCV");
   medvlp::testing_util::TempDir dir;
   SyntheticCxrOptions o = small(40);
   o.train_size = 5;
@@ -128,7 +128,7 @@ TEST(SyntheticCxr, WritesPngAndManifestThatReadBack) {
 }
 
 TEST(Manifest, MissingImagesAreSkippedAndCountedOrFatal) {
-  if (!medvlp::io::image_codecs_available()) GTEST_SKIP() << "built without OpenCV";
+  if (!medvlp::io::image_codecs_available()) MEDVLP_REFERENCE_MISSING("built without OpenCV");
   medvlp::testing_util::TempDir dir;
   SyntheticCxrOptions o = small(32);
   o.train_size = 3;
@@ -170,7 +170,7 @@ TEST(Manifest, ReadsDicomImagesThroughTheirVoiWindow) {
 }
 
 TEST(Manifest, CorruptImageAndBadLinesGiveClearErrors) {
-  if (!medvlp::io::image_codecs_available()) GTEST_SKIP() << "built without OpenCV";
+  if (!medvlp::io::image_codecs_available()) MEDVLP_REFERENCE_MISSING("built without OpenCV");
   medvlp::testing_util::TempDir dir;
   {
     std::ofstream(dir.path() + "/bad.png") << "not a png";

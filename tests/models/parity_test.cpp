@@ -26,6 +26,7 @@ bool fixtures(const std::string& model, const std::string& dir, std::string& mes
   while (std::fgets(buffer, sizeof buffer, pipe)) message += buffer;
   const int status = ::pclose(pipe);
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (code == 127) message += "/usr/bin/python3 not found (Debian: python3-torch python3-torchvision)";
   if (code == 77 || code == 127) return false;
   if (code != 0) throw std::runtime_error(command + " failed (" + std::to_string(code) + "): " + message);
   std::printf("%s", message.c_str());
@@ -40,7 +41,7 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
 #define FIXTURES(model)                                             \
   medvlp::testing_util::TempDir dir;                                \
   std::string message;                                              \
-  if (!fixtures(model, dir.path(), message)) GTEST_SKIP() << message; \
+  if (!fixtures(model, dir.path(), message)) MEDVLP_REFERENCE_MISSING(message); \
   const auto io = medvlp::io::load_safetensors(dir.path() + "/io.safetensors").tensors; \
   LoadOptions load;                                                 \
   load.source = model;

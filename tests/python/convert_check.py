@@ -3,21 +3,22 @@
 for two steps, its encoders are exported, and torchvision's resnet18 (and Hugging Face's
 BertModel where transformers is installed) load them with strict=True and hold the same values.
 
-Usage: convert_check.py MEDVLP_BINARY SOURCE_DIR WORK_DIR. Exits 77 (skipped) without torchvision.
+Usage: convert_check.py MEDVLP_BINARY SOURCE_DIR WORK_DIR. Without torchvision: skipped, or failed under CI=true.
 """
 import os
 import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from references import unavailable  # noqa: E402
+
 try:
     import torch
     import torchvision
 except ImportError:
-    print("SKIP: python3 has no torch/torchvision (Debian: python3-torch python3-torchvision)")
-    sys.exit(77)
+    unavailable("python3 has no torch/torchvision (Debian: python3-torch python3-torchvision)")
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from st_io import load  # noqa: E402
 
 

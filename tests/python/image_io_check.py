@@ -8,7 +8,7 @@ NIfTI: volumes written by nibabel in several dtypes, scalings, affines (sform, q
 neither), endianness and .nii/.nii.gz; data, affine and the RAS reorientation are compared with
 get_fdata(), .affine and as_closest_canonical().
 
-Usage: image_io_check.py MEDVLP_BINARY WORK_DIR. Exit 77 (skip) without pydicom/nibabel.
+Usage: image_io_check.py MEDVLP_BINARY WORK_DIR. Without pydicom/nibabel: skipped, or failed under CI=true.
 """
 import gzip
 import json
@@ -17,6 +17,9 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from references import unavailable  # noqa: E402
+
 try:
     import numpy as np
     import torch
@@ -24,16 +27,23 @@ try:
     from pydicom.pixel_data_handlers.util import apply_modality_lut
     import nibabel as nib
 except ImportError as e:  # pragma: no cover
-    print(f"skip: {e}")
-    sys.exit(77)
+    unavailable(f"{e} (Debian: python3-pydicom python3-gdcm python3-nibabel python3-torch)")
 
-sys.path.insert(0, os.path.dirname(__file__))
 import st_io  # noqa: E402
 
 BIN, WORK = sys.argv[1], sys.argv[2]
 TEST_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
 failures = []
 compared = []
+counts = {}  # category -> files compared; each must equal the files the category lists
+
+
+def expect(category, listed):
+    """Every file of a category was compared: none dropped for a missing decoder or tool."""
+    counts[category] = len(compared)
+    if len(compared) != listed:
+        failures.append(f"{category}: {len(compared)} of {listed} compared")
+    compared.clear()
 
 
 def medvlp(path):
@@ -64,8 +74,8 @@ def pydicom_values(path):
 def check_dicom(path, label, tol=0.0):
     try:
         ds, ref = pydicom_values(path)
-    except Exception as e:  # pydicom cannot decode it here: nothing to compare against
-        print(f"  {label}: pydicom cannot decode ({type(e).__name__}), not compared")
+    except Exception as e:  # every file listed is one pydicom (with python3-gdcm) decodes
+        failures.append(f"{label}: pydicom cannot decode it here ({type(e).__name__}: {e}): not compared")
         return
     try:
         meta, saved = medvlp(path)
@@ -99,10 +109,15 @@ def dicom_checks():
         "SC_rgb_jpeg_dcmtk.dcm": 3, "SC_rgb_dcmtk_+eb+cr.dcm": 3, "SC_rgb_rle.dcm": 0, "SC_rgb_rle_16bit.dcm": 0, "SC_rgb_rle_2frame.dcm": 0, "SC_rgb_small_odd.dcm": 0,
         "ExplVR_BigEnd.dcm": 0, "MR_small_padded.dcm": 0,
     }
+    if not os.path.isdir(TEST_FILES):
+        unavailable(f"pydicom's test files are not installed ({TEST_FILES}; Debian: python3-pydicom)")
     for name, tol in shipped.items():
         path = os.path.join(TEST_FILES, name)
-        if os.path.exists(path):
-            check_dicom(path, name, tol)
+        if not os.path.exists(path):
+            failures.append(f"{name}: not among pydicom's test files ({TEST_FILES})")
+            continue
+        check_dicom(path, name, tol)
+    expect("pydicom's test files", len(shipped))
     # A CT slice in every syntax DCMTK's tools write; lossless ones must match the original exactly.
     # Near-lossless JPEG-LS is written uninterleaved: DCMTK 3.6.7 cannot decode its own
     # interleaved near-lossless colour output (dcmdjpls fails the same way).
@@ -112,16 +127,15 @@ def dicom_checks():
              ("dcmcjpeg", ["+e1"], "jpeg_lossless_sv1", 0, ct), ("dcmcjpeg", ["+el"], "jpeg_lossless", 0, ct),
              ("dcmcjpeg", ["+ee"], "jpeg_extended_12bit", 40, ct), ("dcmcjpls", ["+el"], "jpeg_ls_lossless", 0, ct),
              ("dcmcjpls", ["+en", "+md", "2", "+in"], "jpeg_ls_near_lossless", 2, rgb), ("dcmcrle", [], "rle", 0, ct)]
-    made = 0
+    missing_tools = sorted({t for t, *_ in tools if shutil.which(t) is None})
+    if missing_tools:
+        unavailable(f"DCMTK's {', '.join(missing_tools)} not found (Debian: dcmtk)")
     for tool, opts, label, tol, base in tools:
-        if shutil.which(tool) is None:
-            continue
         out = os.path.join(WORK, f"ct_{label}.dcm")
         r = subprocess.run([tool, *opts, base, out], capture_output=True, text=True)
         if r.returncode != 0:
             failures.append(f"{tool} {' '.join(opts)} failed: {r.stderr.strip()}")
             continue
-        made += 1
         if tol == 0 and label != "explicit_be":
             # Lossless: compare with pydicom's decode of the uncompressed original too.
             _, ref = pydicom_values(base)
@@ -130,8 +144,7 @@ def dicom_checks():
             if d != 0:
                 failures.append(f"{label}: lossless decode differs from the original by {d}")
         check_dicom(out, f"{os.path.basename(base)} as {label}", tol)
-    if made == 0:
-        print("  (dcmtk command-line tools missing: no re-encoded files)")
+    expect("files re-encoded by DCMTK", len(tools))
 
 
 def nifti_checks():
@@ -191,6 +204,7 @@ def nifti_checks():
         codes = "".join(nib.aff2axcodes(ref.affine))
         if meta["orientation"] != codes:
             failures.append(f"{name}: orientation {meta['orientation']} vs nibabel {codes}")
+        compared.append(name)
         print(f"  {name}: shape {meta['shape']}, {codes}, data diff {d:g}")
         # Reorientation: medvlp's RAS copy, written out by medvlp as NIfTI, against as_closest_canonical.
         ras_path = os.path.join(WORK, "ras_" + name)
@@ -207,6 +221,7 @@ def nifti_checks():
             failures.append(f"{name}: RAS data differ from as_closest_canonical")
         elif np.abs(ours.affine - canon.affine).max() > 1e-3:
             failures.append(f"{name}: RAS affine {ours.affine.tolist()} vs {canon.affine.tolist()}")
+    expect("NIfTI volumes written by nibabel", len(cases))
 
 
 def main():
@@ -215,8 +230,7 @@ def main():
     dicom_checks()
     print("NIfTI vs nibabel", nib.__version__)
     nifti_checks()
-    if not compared:
-        failures.append("no DICOM file was compared with pydicom (test files or decoders missing)")
+    print("compared per category: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1

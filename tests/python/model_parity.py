@@ -7,20 +7,21 @@ Writes OUT_DIR/weights.safetensors and OUT_DIR/io.safetensors (inputs and expect
 resnet50 / vit_b16 come from torchvision. bert / clip_text come from Hugging Face transformers
 (BertModel, CLIPTextModel) where it is installed; elsewhere from the functional reference below,
 written from the equations of the original papers and HF's modeling code, with HF's names.
-Exits 77 (skipped) when a needed package is missing.
+Without a needed package: skipped, or failed under CI=true.
 """
 import math
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from references import unavailable  # noqa: E402
+
 try:
     import torch
     import torch.nn.functional as F
 except ImportError:
-    print("SKIP: python3 has no torch (Debian: python3-torch)")
-    sys.exit(77)
+    unavailable("python3 has no torch (Debian: python3-torch)")
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from st_io import save  # noqa: E402
 
 BERT = dict(vocab_size=1000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
@@ -47,8 +48,7 @@ def torchvision_model(name):
     try:
         import torchvision
     except ImportError:
-        print("SKIP: python3 has no torchvision (Debian: python3-torchvision)")
-        sys.exit(77)
+        unavailable("python3 has no torchvision (Debian: python3-torchvision)")
     model = perturb(getattr(torchvision.models, name)())
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
