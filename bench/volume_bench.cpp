@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   for (int64_t r = 0; r < repeats; ++r) {
     const auto t0 = Clock::now();
     checksum = 0, voxels = 0;
+    double untimed = 0;
     double phase[4] = {0, 0, 0, 0};
     for (const auto& p : paths) {
       auto t = Clock::now();
@@ -111,10 +112,15 @@ int main(int argc, char** argv) {
       const at::Tensor out = data::apply_windows(grid, {{-1000, 400}});
       lap(phase[3]);
       checksum += out.sum().item<double>();
-      if (r == 0) profile_list.push_back(profiles(out));
+      if (r == 0) {  // not timed: the profiles are the check, not the work
+        const auto tp = Clock::now();
+        profile_list.push_back(profiles(out));
+        untimed += std::chrono::duration<double>(Clock::now() - tp).count();
+        t = Clock::now();
+      }
       voxels += static_cast<double>(out.numel());
     }
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count() - untimed;
     if (seconds < best) {
       best = seconds;
       phases = {{"load", phase[0]}, {"ras", phase[1]}, {"resample", phase[2]}, {"window", phase[3]}};

@@ -29,6 +29,7 @@ profile_list = []
 for _ in range(repeats):
     t0 = time.perf_counter()
     checksum, voxels = 0.0, 0
+    untimed = 0.0
     for p in paths:
         img = nib.as_closest_canonical(nib.load(p))
         data = torch.from_numpy(img.get_fdata(dtype="float32"))
@@ -37,10 +38,12 @@ for _ in range(repeats):
         out = F.interpolate(data[None, None], size=size, mode="trilinear", align_corners=False)[0, 0]
         out = ((out + 1000.0) / 1400.0).clamp_(0.0, 1.0)
         checksum += float(out.sum())
-        if len(profile_list) < len(paths):
+        if len(profile_list) < len(paths):  # not timed: the profiles are the check, not the work
+            tp = time.perf_counter()
             profile_list.append(profiles(out))
+            untimed += time.perf_counter() - tp
         voxels += out.numel()
-    best = min(best, time.perf_counter() - t0)
+    best = min(best, time.perf_counter() - t0 - untimed)
 print(json.dumps({"what": "volume_python", "dir": d, "files": len(paths), "seconds": best, "voxels_out": voxels,
                   "files_per_s": len(paths) / best, "checksum": checksum,
                   "profiles": profile_list}))
