@@ -2,7 +2,9 @@
 
 #include <functional>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
@@ -85,6 +87,10 @@ json yaml_to_json(const YAML::Node& node, const std::string& path, std::map<std:
     case YAML::NodeType::Map: {
       json out = json::object();
       for (const auto& kv : node) {
+        // Found by fuzz/config_fuzz: a list or map as a key ({[a]: 1}) made as<string>() throw
+        // yaml-cpp's own exception, which surfaced as an internal error.
+        MEDVLP_CHECK(kv.first.IsScalar(), source, ":", kv.first.Mark().line + 1, ":", kv.first.Mark().column + 1, ": ",
+                     path.empty() ? std::string("top level") : path, ": a key must be a plain string, not a list or map");
         const std::string key = kv.first.as<std::string>();
         MEDVLP_CHECK(!out.contains(key), source, ":", kv.first.Mark().line + 1, ": ",
                      join_path(path, key), ": duplicate key");
@@ -158,9 +164,48 @@ void collect_unread(const json& value, const std::string& path, const Config::St
   }
 }
 
+// Byte offset of the first invalid UTF-8 sequence (overlong forms, surrogates and values above
+// U+10FFFF included), or npos. yaml-cpp passes such bytes through, and JSON cannot hold them: the
+// resolved config could not be saved or printed.
+size_t invalid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    uint32_t cp = 0, min = 0;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) n = 1, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) n = 2, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) n = 3, cp = c & 0x07, min = 0x10000;
+    else return i;
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return i;
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if ((b & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (b & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += n + 1;
+  }
+  return std::string::npos;
+}
+
+void check_utf8(const std::string& text, const std::string& where) {
+  const size_t bad = invalid_utf8(text);
+  if (bad == std::string::npos) return;
+  const size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'));
+  const size_t line_start = text.rfind('\n', bad == 0 ? 0 : bad - 1);
+  const size_t column = bad - (line_start == std::string::npos || bad == 0 ? 0 : line_start + 1) + 1;
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
+  throw Error(detail::concat(where, ":", line, ":", column, ": invalid UTF-8 (byte ", byte,
+                             "); save the file as UTF-8"));
+}
+
 }  // namespace
 
 Config Config::parse(const std::string& text, const std::string& source) {
+  check_utf8(text, source);
   auto state = std::make_shared<State>();
   state->source = source;
   YAML::Node doc;
@@ -195,6 +240,7 @@ void Config::set(const std::string& assignment) {
   const auto eq = assignment.find('=');
   MEDVLP_CHECK(eq != std::string::npos && eq > 0, "--set ", assignment,
                ": expected key.path=value");
+  check_utf8(assignment, "--set " + assignment.substr(0, eq));
   const std::string key = assignment.substr(0, eq);
   json value;
   try {

@@ -43,51 +43,9 @@ ManifestDataset::ManifestDataset(const std::string& manifest_path, const std::st
   int64_t line_no = 0;
   while (std::getline(in, line)) {
     ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = manifest_path + ":" + std::to_string(line_no);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(where + ": invalid JSON (" + e.what() + ")");
-    }
-    MEDVLP_CHECK(j.is_object() && j.contains("image") && j["image"].is_string() && j.contains("report") &&
-                     j["report"].is_string(),
-                 where, ": expected an object with string fields \"image\" and \"report\"");
-    if (j.contains("split") && j["split"].get<std::string>() != split) continue;
-    ManifestEntry e;
-    e.where = where;
-    e.id = j.value("id", "line" + std::to_string(line_no));
-    e.patient_id = j.value("patient_id", e.id);
-    const std::string image = j["image"].get<std::string>();
-    e.image_path = !image.empty() && image[0] == '/' ? image : base + "/" + image;
-    e.report = j["report"].get<std::string>();
-    if (j.contains("mask") && !options_.anatomies.empty()) {
-      MEDVLP_CHECK(j["mask"].is_string(), where, ": \"mask\" must be a path to a label-map volume");
-      const std::string mask = j["mask"].get<std::string>();
-      e.mask_path = !mask.empty() && mask[0] == '/' ? mask : base + "/" + mask;
-    }
-    for (const char* key : {"labels", "truth"}) {
-      std::vector<float>& dst = std::string(key) == "labels" ? e.labels : e.truth;
-      if (!j.contains(key)) continue;
-      MEDVLP_CHECK(j[key].is_object(), where, ": \"", key, "\" must map finding names to 1, 0 or -1");
-      dst.assign(findings.size(), -1.f);
-      for (size_t k = 0; k < findings.size(); ++k)
-        if (j[key].contains(findings[k])) dst[k] = j[key][findings[k]].get<float>();
-    }
-    if (j.contains("boxes")) {
-      MEDVLP_CHECK(j["boxes"].is_array(), where, ": \"boxes\" must be a list of {finding, box: [x0,y0,x1,y1]}");
-      for (const auto& b : j["boxes"]) {
-        MEDVLP_CHECK(b.is_object() && b.contains("finding") && b.contains("box") && b["box"].is_array() &&
-                         b["box"].size() == 4,
-                     where, ": each box is {\"finding\": name, \"box\": [x0, y0, x1, y1]}");
-        const auto k = std::find(findings.begin(), findings.end(), b["finding"].get<std::string>());
-        if (k == findings.end()) continue;
-        e.boxes.push_back({k - findings.begin(), b["box"][0].get<float>(), b["box"][1].get<float>(),
-                           b["box"][2].get<float>(), b["box"][3].get<float>()});
-      }
-    }
-    entries.push_back(std::move(e));
+    auto entry = parse_manifest_line(line, manifest_path + ":" + std::to_string(line_no), base, split, findings,
+                                     !options_.anatomies.empty());
+    if (entry) entries.push_back(std::move(*entry));
   }
   keep_existing(std::move(entries));
 }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "medvlp/core/error.h"
+#include "yaml_errors.h"
 #include "medvlp/io/files.h"
 
 namespace medvlp::text {
@@ -26,36 +27,38 @@ std::vector<std::string> strings(const YAML::Node& node, const std::string& wher
 }  // namespace
 
 KnowledgeTable KnowledgeTable::load(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(io::read_file(path));
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": malformed YAML: " + e.what());
-  }
-  MEDVLP_CHECK(root.IsMap() && root["findings"] && root["findings"].IsMap(), path,
-               ": expected a mapping with `findings:` (finding -> {category, attributes, locations})");
-  for (const auto& kv : root)
-    MEDVLP_CHECK(kv.first.as<std::string>() == "findings" || kv.first.as<std::string>() == "name", path, ": ",
-                 kv.first.as<std::string>(), ": unknown key (expected name, findings)");
-  KnowledgeTable table;
-  for (const auto& kv : root["findings"]) {
-    KnowledgeEntry e;
-    e.finding = kv.first.as<std::string>();
-    const std::string where = path + ": findings." + e.finding;
-    MEDVLP_CHECK(kv.second.IsMap(), where, ": expected a mapping");
-    for (const auto& f : kv.second) {
-      const std::string k = f.first.as<std::string>();
-      MEDVLP_CHECK(k == "category" || k == "attributes" || k == "locations", where, ".", k,
-                   ": unknown key (expected category, attributes, locations)");
+  return detail::with_named_yaml_errors(path, [&]() -> KnowledgeTable {
+    YAML::Node root;
+    try {
+      root = YAML::Load(io::read_file(path));
+    } catch (const YAML::Exception& e) {
+      throw Error(path + ": malformed YAML: " + e.what());
     }
-    MEDVLP_CHECK(!table.find(e.finding), where, ": defined twice");
-    if (kv.second["category"]) e.category = kv.second["category"].as<std::string>();
-    e.attributes = strings(kv.second["attributes"], where + ".attributes");
-    MEDVLP_CHECK(!e.attributes.empty(), where, ".attributes: expected at least one visual attribute");
-    e.locations = strings(kv.second["locations"], where + ".locations");
-    table.entries_.push_back(std::move(e));
-  }
-  return table;
+    MEDVLP_CHECK(root.IsMap() && root["findings"] && root["findings"].IsMap(), path,
+                 ": expected a mapping with `findings:` (finding -> {category, attributes, locations})");
+    for (const auto& kv : root)
+      MEDVLP_CHECK(kv.first.as<std::string>() == "findings" || kv.first.as<std::string>() == "name", path, ": ",
+                   kv.first.as<std::string>(), ": unknown key (expected name, findings)");
+    KnowledgeTable table;
+    for (const auto& kv : root["findings"]) {
+      KnowledgeEntry e;
+      e.finding = kv.first.as<std::string>();
+      const std::string where = path + ": findings." + e.finding;
+      MEDVLP_CHECK(kv.second.IsMap(), where, ": expected a mapping");
+      for (const auto& f : kv.second) {
+        const std::string k = f.first.as<std::string>();
+        MEDVLP_CHECK(k == "category" || k == "attributes" || k == "locations", where, ".", k,
+                     ": unknown key (expected category, attributes, locations)");
+      }
+      MEDVLP_CHECK(!table.find(e.finding), where, ": defined twice");
+      if (kv.second["category"]) e.category = kv.second["category"].as<std::string>();
+      e.attributes = strings(kv.second["attributes"], where + ".attributes");
+      MEDVLP_CHECK(!e.attributes.empty(), where, ".attributes: expected at least one visual attribute");
+      e.locations = strings(kv.second["locations"], where + ".locations");
+      table.entries_.push_back(std::move(e));
+    }
+    return table;
+  });
 }
 
 const KnowledgeEntry* KnowledgeTable::find(const std::string& finding) const {

@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "medvlp/core/error.h"
+#include "yaml_errors.h"
 #include "medvlp/io/files.h"
 #include "medvlp/text/unicode.h"
 
@@ -123,6 +124,7 @@ class PhraseTable {
 
 // ---------------------------------------------------------------------------------- YAML helpers
 
+
 struct YamlFile {
   std::string path;
   YAML::Node root;
@@ -203,51 +205,53 @@ CueSet::CueSet() : impl_(std::make_unique<Impl>()) {}
 CueSet::~CueSet() = default;
 
 std::shared_ptr<const CueSet> CueSet::load(const std::string& path) {
-  const YamlFile f = read_yaml(path);
-  check_keys(f, f.root, "", {"pre_negation", "post_negation", "pre_uncertainty", "post_uncertainty", "uncertainty_both",
-                             "pseudo", "terminators", "clause_verbs", "severity", "change", "laterality", "size_units"});
-  std::shared_ptr<CueSet> cues(new CueSet());
-  Impl& m = *cues->impl_;
-  m.path = path;
-  const std::pair<const char*, Kind> lists[] = {
-      {"pre_negation", Kind::kPreNeg}, {"post_negation", Kind::kPostNeg}, {"pre_uncertainty", Kind::kPreUnc},
-      {"post_uncertainty", Kind::kPostUnc}, {"uncertainty_both", Kind::kBothUnc}, {"pseudo", Kind::kPseudo},
-      {"terminators", Kind::kTerminator}, {"clause_verbs", Kind::kVerb}};
-  for (const auto& [key, kind] : lists) {
-    const auto phrases = string_list(f, f.root[key], key);
-    MEDVLP_CHECK(!phrases.empty() || (kind != Kind::kPreNeg && kind != Kind::kTerminator), path, ": ", key,
-                 ": expected a non-empty list");
-    for (const auto& p : phrases) m.table.add(phrase_tokens(p), {kind, 0});
-  }
-  const std::pair<const char*, Kind> maps[] = {
-      {"severity", Kind::kSeverity}, {"change", Kind::kChange}, {"laterality", Kind::kLaterality}};
-  for (const auto& [key, kind] : maps) {
-    const YAML::Node node = f.root[key];
-    if (!node) continue;
-    MEDVLP_CHECK(node.IsMap(), path, ": ", key, ": expected a mapping from words to values");
-    for (const auto& kv : node) {
-      const std::string word = kv.first.as<std::string>();
-      const std::string value = scalar(f, kv.second, std::string(key) + "." + word);
-      m.values.push_back(value);
-      m.table.add(phrase_tokens(word), {kind, static_cast<int32_t>(m.values.size() - 1)});
+  return detail::with_named_yaml_errors(path, [&]() -> std::shared_ptr<const CueSet> {
+    const YamlFile f = read_yaml(path);
+    check_keys(f, f.root, "", {"pre_negation", "post_negation", "pre_uncertainty", "post_uncertainty", "uncertainty_both",
+                               "pseudo", "terminators", "clause_verbs", "severity", "change", "laterality", "size_units"});
+    std::shared_ptr<CueSet> cues(new CueSet());
+    Impl& m = *cues->impl_;
+    m.path = path;
+    const std::pair<const char*, Kind> lists[] = {
+        {"pre_negation", Kind::kPreNeg}, {"post_negation", Kind::kPostNeg}, {"pre_uncertainty", Kind::kPreUnc},
+        {"post_uncertainty", Kind::kPostUnc}, {"uncertainty_both", Kind::kBothUnc}, {"pseudo", Kind::kPseudo},
+        {"terminators", Kind::kTerminator}, {"clause_verbs", Kind::kVerb}};
+    for (const auto& [key, kind] : lists) {
+      const auto phrases = string_list(f, f.root[key], key);
+      MEDVLP_CHECK(!phrases.empty() || (kind != Kind::kPreNeg && kind != Kind::kTerminator), path, ": ", key,
+                   ": expected a non-empty list");
+      for (const auto& p : phrases) m.table.add(phrase_tokens(p), {kind, 0});
     }
-  }
-  if (const YAML::Node units = f.root["size_units"]) {
-    MEDVLP_CHECK(units.IsMap(), path, ": size_units: expected a mapping from units to millimetres");
-    for (const auto& kv : units) {
-      const std::string unit = kv.first.as<std::string>();
-      double mm = 0;
-      try {
-        mm = kv.second.as<double>();
-      } catch (const YAML::Exception&) {
-        throw Error(path + ": size_units." + unit + ": expected a number of millimetres");
+    const std::pair<const char*, Kind> maps[] = {
+        {"severity", Kind::kSeverity}, {"change", Kind::kChange}, {"laterality", Kind::kLaterality}};
+    for (const auto& [key, kind] : maps) {
+      const YAML::Node node = f.root[key];
+      if (!node) continue;
+      MEDVLP_CHECK(node.IsMap(), path, ": ", key, ": expected a mapping from words to values");
+      for (const auto& kv : node) {
+        const std::string word = kv.first.as<std::string>();
+        const std::string value = scalar(f, kv.second, std::string(key) + "." + word);
+        m.values.push_back(value);
+        m.table.add(phrase_tokens(word), {kind, static_cast<int32_t>(m.values.size() - 1)});
       }
-      MEDVLP_CHECK(mm > 0, path, ": size_units.", unit, ": expected a positive number of millimetres");
-      m.unit_mm.push_back(mm);
-      m.table.add(phrase_tokens(unit), {Kind::kUnit, static_cast<int32_t>(m.unit_mm.size() - 1)});
     }
-  }
-  return cues;
+    if (const YAML::Node units = f.root["size_units"]) {
+      MEDVLP_CHECK(units.IsMap(), path, ": size_units: expected a mapping from units to millimetres");
+      for (const auto& kv : units) {
+        const std::string unit = kv.first.as<std::string>();
+        double mm = 0;
+        try {
+          mm = kv.second.as<double>();
+        } catch (const YAML::Exception&) {
+          throw Error(path + ": size_units." + unit + ": expected a number of millimetres");
+        }
+        MEDVLP_CHECK(mm > 0, path, ": size_units.", unit, ": expected a positive number of millimetres");
+        m.unit_mm.push_back(mm);
+        m.table.add(phrase_tokens(unit), {Kind::kUnit, static_cast<int32_t>(m.unit_mm.size() - 1)});
+      }
+    }
+    return cues;
+  });
 }
 
 // --------------------------------------------------------------------------------------- lexicon
@@ -296,118 +300,120 @@ std::vector<std::string> Lexicon::anatomy_path(const std::string& anatomy) const
 }
 
 std::shared_ptr<const Lexicon> Lexicon::load(const std::string& path) {
-  const YamlFile f = read_yaml(path);
-  check_keys(f, f.root, "", {"name", "cues", "anatomy", "findings", "normal", "labels"});
-  std::shared_ptr<Lexicon> lex(new Lexicon());
-  Impl& m = *lex->impl_;
-  m.path = path;
-  m.name = f.root["name"] ? scalar(f, f.root["name"], "name") : path;
-  std::string cue_path = f.root["cues"] ? scalar(f, f.root["cues"], "cues") : "cues.yaml";
-  if (cue_path[0] != '/') {
-    const size_t slash = path.find_last_of('/');
-    if (slash != std::string::npos) cue_path = path.substr(0, slash + 1) + cue_path;
-  }
-  try {
-    m.cues = CueSet::load(cue_path);
-  } catch (const Error& e) {
-    throw e.with_context(path + ": cues");
-  }
-
-  // Anatomy: names first (parents may come later in the file), then parents and synonyms.
-  const YAML::Node anatomy = f.root["anatomy"];
-  MEDVLP_CHECK(anatomy && anatomy.IsSequence() && anatomy.size() > 0, path, ": anatomy: expected a non-empty list");
-  for (size_t i = 0; i < anatomy.size(); ++i) {
-    const std::string where = "anatomy[" + std::to_string(i) + "]";
-    check_keys(f, anatomy[i], where, {"name", "parent", "synonyms", "left", "right"});
-    const std::string name = scalar(f, anatomy[i]["name"], where + ".name");
-    MEDVLP_CHECK(m.anatomy_id.emplace(name, static_cast<int>(m.anatomies.size())).second, path, ": ", where,
-                 ".name: anatomy \"", name, "\" is defined twice");
-    m.anatomies.push_back(name);
-  }
-  m.parent.assign(m.anatomies.size(), -1);
-  m.lateral.resize(m.anatomies.size());
-  auto anatomy_ref = [&](const YAML::Node& node, const std::string& where) {
-    const std::string name = scalar(f, node, where);
-    auto it = m.anatomy_id.find(name);
-    MEDVLP_CHECK(it != m.anatomy_id.end(), path, ": ", where, ": unknown anatomy \"", name, "\"");
-    return it->second;
-  };
-  for (size_t i = 0; i < anatomy.size(); ++i) {
-    const std::string where = "anatomy[" + std::to_string(i) + "]";
-    if (anatomy[i]["parent"]) m.parent[i] = anatomy_ref(anatomy[i]["parent"], where + ".parent");
-    for (const char* side : {"left", "right"})
-      if (anatomy[i][side]) m.lateral[i][side] = anatomy_ref(anatomy[i][side], where + "." + side);
-    std::vector<std::string> names = string_list(f, anatomy[i]["synonyms"], where + ".synonyms");
-    names.push_back(m.anatomies[i]);
-    for (const auto& s : names)
-      for (const auto& toks : with_plural(s)) m.table.add(toks, {Kind::kAnatomy, static_cast<int32_t>(i)});
-  }
-  for (size_t i = 0; i < m.anatomies.size(); ++i) {
-    int a = static_cast<int>(i);
-    for (size_t k = 0; a >= 0; ++k, a = m.parent[static_cast<size_t>(a)])
-      MEDVLP_CHECK(k <= m.anatomies.size(), path, ": anatomy \"", m.anatomies[i], "\": its parents form a cycle");
-  }
-
-  const YAML::Node findings = f.root["findings"];
-  MEDVLP_CHECK(findings && findings.IsSequence() && findings.size() > 0, path, ": findings: expected a non-empty list");
-  for (size_t i = 0; i < findings.size(); ++i) {
-    const std::string where = "findings[" + std::to_string(i) + "]";
-    check_keys(f, findings[i], where, {"name", "synonyms", "anatomy", "sites", "with_anatomy"});
-    const std::string name = scalar(f, findings[i]["name"], where + ".name");
-    const int id = static_cast<int>(m.findings.size());
-    MEDVLP_CHECK(m.finding_id.emplace(name, id).second, path, ": ", where, ".name: finding \"", name, "\" is defined twice");
-    m.findings.push_back(name);
-    MEDVLP_CHECK(findings[i]["anatomy"], path, ": ", where, ".anatomy: missing (the finding's default anatomy)");
-    m.default_anatomy.push_back(anatomy_ref(findings[i]["anatomy"], where + ".anatomy"));
-    std::vector<int> sites;
-    for (const auto& s : string_list(f, findings[i]["sites"], where + ".sites")) {
-      auto it = m.anatomy_id.find(s);
-      MEDVLP_CHECK(it != m.anatomy_id.end(), path, ": ", where, ".sites: unknown anatomy \"", s, "\"");
-      sites.push_back(it->second);
+  return detail::with_named_yaml_errors(path, [&]() -> std::shared_ptr<const Lexicon> {
+    const YamlFile f = read_yaml(path);
+    check_keys(f, f.root, "", {"name", "cues", "anatomy", "findings", "normal", "labels"});
+    std::shared_ptr<Lexicon> lex(new Lexicon());
+    Impl& m = *lex->impl_;
+    m.path = path;
+    m.name = f.root["name"] ? scalar(f, f.root["name"], "name") : path;
+    std::string cue_path = f.root["cues"] ? scalar(f, f.root["cues"], "cues") : "cues.yaml";
+    if (cue_path[0] != '/') {
+      const size_t slash = path.find_last_of('/');
+      if (slash != std::string::npos) cue_path = path.substr(0, slash + 1) + cue_path;
     }
-    if (sites.empty()) sites.push_back(m.default_anatomy.back());
-    m.sites.push_back(sites);
-    std::vector<std::string> names = string_list(f, findings[i]["synonyms"], where + ".synonyms");
-    names.push_back(name);
-    for (const auto& s : names)
-      for (const auto& toks : with_plural(s)) m.table.add(toks, {Kind::kFinding, id});
-    if (const YAML::Node w = findings[i]["with_anatomy"]) {
-      MEDVLP_CHECK(w.IsMap(), path, ": ", where, ".with_anatomy: expected a mapping from anatomy to words");
-      for (const auto& kv : w) {
-        const int root = anatomy_ref(kv.first, where + ".with_anatomy");
-        for (const auto& word : string_list(f, kv.second, where + ".with_anatomy." + kv.first.as<std::string>())) {
-          m.licensed.push_back({{id, root}});
-          m.table.add(phrase_tokens(word), {Kind::kLicensed, static_cast<int32_t>(m.licensed.size() - 1)});
+    try {
+      m.cues = CueSet::load(cue_path);
+    } catch (const Error& e) {
+      throw e.with_context(path + ": cues");
+    }
+
+    // Anatomy: names first (parents may come later in the file), then parents and synonyms.
+    const YAML::Node anatomy = f.root["anatomy"];
+    MEDVLP_CHECK(anatomy && anatomy.IsSequence() && anatomy.size() > 0, path, ": anatomy: expected a non-empty list");
+    for (size_t i = 0; i < anatomy.size(); ++i) {
+      const std::string where = "anatomy[" + std::to_string(i) + "]";
+      check_keys(f, anatomy[i], where, {"name", "parent", "synonyms", "left", "right"});
+      const std::string name = scalar(f, anatomy[i]["name"], where + ".name");
+      MEDVLP_CHECK(m.anatomy_id.emplace(name, static_cast<int>(m.anatomies.size())).second, path, ": ", where,
+                   ".name: anatomy \"", name, "\" is defined twice");
+      m.anatomies.push_back(name);
+    }
+    m.parent.assign(m.anatomies.size(), -1);
+    m.lateral.resize(m.anatomies.size());
+    auto anatomy_ref = [&](const YAML::Node& node, const std::string& where) {
+      const std::string name = scalar(f, node, where);
+      auto it = m.anatomy_id.find(name);
+      MEDVLP_CHECK(it != m.anatomy_id.end(), path, ": ", where, ": unknown anatomy \"", name, "\"");
+      return it->second;
+    };
+    for (size_t i = 0; i < anatomy.size(); ++i) {
+      const std::string where = "anatomy[" + std::to_string(i) + "]";
+      if (anatomy[i]["parent"]) m.parent[i] = anatomy_ref(anatomy[i]["parent"], where + ".parent");
+      for (const char* side : {"left", "right"})
+        if (anatomy[i][side]) m.lateral[i][side] = anatomy_ref(anatomy[i][side], where + "." + side);
+      std::vector<std::string> names = string_list(f, anatomy[i]["synonyms"], where + ".synonyms");
+      names.push_back(m.anatomies[i]);
+      for (const auto& s : names)
+        for (const auto& toks : with_plural(s)) m.table.add(toks, {Kind::kAnatomy, static_cast<int32_t>(i)});
+    }
+    for (size_t i = 0; i < m.anatomies.size(); ++i) {
+      int a = static_cast<int>(i);
+      for (size_t k = 0; a >= 0; ++k, a = m.parent[static_cast<size_t>(a)])
+        MEDVLP_CHECK(k <= m.anatomies.size(), path, ": anatomy \"", m.anatomies[i], "\": its parents form a cycle");
+    }
+
+    const YAML::Node findings = f.root["findings"];
+    MEDVLP_CHECK(findings && findings.IsSequence() && findings.size() > 0, path, ": findings: expected a non-empty list");
+    for (size_t i = 0; i < findings.size(); ++i) {
+      const std::string where = "findings[" + std::to_string(i) + "]";
+      check_keys(f, findings[i], where, {"name", "synonyms", "anatomy", "sites", "with_anatomy"});
+      const std::string name = scalar(f, findings[i]["name"], where + ".name");
+      const int id = static_cast<int>(m.findings.size());
+      MEDVLP_CHECK(m.finding_id.emplace(name, id).second, path, ": ", where, ".name: finding \"", name, "\" is defined twice");
+      m.findings.push_back(name);
+      MEDVLP_CHECK(findings[i]["anatomy"], path, ": ", where, ".anatomy: missing (the finding's default anatomy)");
+      m.default_anatomy.push_back(anatomy_ref(findings[i]["anatomy"], where + ".anatomy"));
+      std::vector<int> sites;
+      for (const auto& s : string_list(f, findings[i]["sites"], where + ".sites")) {
+        auto it = m.anatomy_id.find(s);
+        MEDVLP_CHECK(it != m.anatomy_id.end(), path, ": ", where, ".sites: unknown anatomy \"", s, "\"");
+        sites.push_back(it->second);
+      }
+      if (sites.empty()) sites.push_back(m.default_anatomy.back());
+      m.sites.push_back(sites);
+      std::vector<std::string> names = string_list(f, findings[i]["synonyms"], where + ".synonyms");
+      names.push_back(name);
+      for (const auto& s : names)
+        for (const auto& toks : with_plural(s)) m.table.add(toks, {Kind::kFinding, id});
+      if (const YAML::Node w = findings[i]["with_anatomy"]) {
+        MEDVLP_CHECK(w.IsMap(), path, ": ", where, ".with_anatomy: expected a mapping from anatomy to words");
+        for (const auto& kv : w) {
+          const int root = anatomy_ref(kv.first, where + ".with_anatomy");
+          for (const auto& word : string_list(f, kv.second, where + ".with_anatomy." + kv.first.as<std::string>())) {
+            m.licensed.push_back({{id, root}});
+            m.table.add(phrase_tokens(word), {Kind::kLicensed, static_cast<int32_t>(m.licensed.size() - 1)});
+          }
         }
       }
     }
-  }
-  if (const YAML::Node normal = f.root["normal"]) {
-    MEDVLP_CHECK(normal.IsSequence(), path, ": normal: expected a list");
-    for (size_t i = 0; i < normal.size(); ++i) {
-      const std::string where = "normal[" + std::to_string(i) + "]";
-      check_keys(f, normal[i], where, {"phrases", "anatomy", "absent"});
-      Impl::Normal n{anatomy_ref(normal[i]["anatomy"], where + ".anatomy"), {}};
-      for (const auto& fname : string_list(f, normal[i]["absent"], where + ".absent")) {
-        auto it = m.finding_id.find(fname);
-        MEDVLP_CHECK(it != m.finding_id.end(), path, ": ", where, ".absent: unknown finding \"", fname, "\"");
-        n.absent.push_back(it->second);
+    if (const YAML::Node normal = f.root["normal"]) {
+      MEDVLP_CHECK(normal.IsSequence(), path, ": normal: expected a list");
+      for (size_t i = 0; i < normal.size(); ++i) {
+        const std::string where = "normal[" + std::to_string(i) + "]";
+        check_keys(f, normal[i], where, {"phrases", "anatomy", "absent"});
+        Impl::Normal n{anatomy_ref(normal[i]["anatomy"], where + ".anatomy"), {}};
+        for (const auto& fname : string_list(f, normal[i]["absent"], where + ".absent")) {
+          auto it = m.finding_id.find(fname);
+          MEDVLP_CHECK(it != m.finding_id.end(), path, ": ", where, ".absent: unknown finding \"", fname, "\"");
+          n.absent.push_back(it->second);
+        }
+        m.normals.push_back(n);
+        const auto phrases = string_list(f, normal[i]["phrases"], where + ".phrases");
+        MEDVLP_CHECK(!phrases.empty(), path, ": ", where, ".phrases: expected a non-empty list");
+        for (const auto& p : phrases) m.table.add(phrase_tokens(p), {Kind::kNormal, static_cast<int32_t>(m.normals.size() - 1)});
       }
-      m.normals.push_back(n);
-      const auto phrases = string_list(f, normal[i]["phrases"], where + ".phrases");
-      MEDVLP_CHECK(!phrases.empty(), path, ": ", where, ".phrases: expected a non-empty list");
-      for (const auto& p : phrases) m.table.add(phrase_tokens(p), {Kind::kNormal, static_cast<int32_t>(m.normals.size() - 1)});
     }
-  }
-  if (f.root["labels"]) {
-    for (const auto& l : string_list(f, f.root["labels"], "labels")) {
-      MEDVLP_CHECK(m.finding_id.count(l), path, ": labels: unknown finding \"", l, "\"");
-      m.labels.push_back(l);
+    if (f.root["labels"]) {
+      for (const auto& l : string_list(f, f.root["labels"], "labels")) {
+        MEDVLP_CHECK(m.finding_id.count(l), path, ": labels: unknown finding \"", l, "\"");
+        m.labels.push_back(l);
+      }
+    } else {
+      m.labels = m.findings;
     }
-  } else {
-    m.labels = m.findings;
-  }
-  return lex;
+    return lex;
+  });
 }
 
 // ------------------------------------------------------------------------------------ the engine

@@ -106,3 +106,23 @@ TEST(Device, ParsesSpecsAndRejectsBadOnes) {
     EXPECT_ERROR_CONTAINS(medvlp::core::select_device("cuda:99"), "expected a GPU index");
   }
 }
+
+// Found by fuzz/config_fuzz: yaml-cpp passes invalid UTF-8 through, and the resolved config then
+// could not be saved (nlohmann::json refuses to serialize it) -- an internal error, not a message.
+TEST(Config, InvalidUtf8IsNamedWithLineAndColumn) {
+  EXPECT_ERROR_CONTAINS(medvlp::core::Config::parse("seed: 3\ndata: {\xee" "ame: x}\n", "bad.yaml"),
+                        "bad.yaml:2:8: invalid UTF-8 (byte 0xee)");
+  EXPECT_ERROR_CONTAINS(medvlp::core::Config::parse("a: \xc0\xaf\n", "overlong.yaml"), "overlong.yaml:1:4: invalid UTF-8");
+  auto c = medvlp::core::Config::parse("seed: 3\ntext: {x: \"caf\xc3\xa9\"}\n", "ok.yaml");
+  EXPECT_NO_THROW(c.set("text.y=na\xc3\xafve"));
+  EXPECT_ERROR_CONTAINS(c.set("text.z=\xff"), "--set text.z:1:8: invalid UTF-8 (byte 0xff)");
+  EXPECT_NO_THROW((void)c.tree().dump());
+}
+
+// Found by fuzz/config_fuzz: a list or map used as a key escaped as yaml-cpp's exception.
+TEST(Config, ListOrMapKeysAreRefusedWithTheirPosition) {
+  EXPECT_ERROR_CONTAINS(medvlp::core::Config::parse("train: {[a, b]: 1}\n", "k.yaml"),
+                        "k.yaml:1:9: train: a key must be a plain string, not a list or map");
+  EXPECT_ERROR_CONTAINS(medvlp::core::Config::parse("{seed: 3, {x: 1}: 2}\n", "k2.yaml"),
+                        "top level: a key must be a plain string");
+}

@@ -187,3 +187,32 @@ TEST(Manifest, CorruptImageAndBadLinesGiveClearErrors) {
   }
   EXPECT_ERROR_CONTAINS(ManifestDataset(dir.path() + "/broken.jsonl", "train", cxr_findings()), "broken.jsonl:1: invalid JSON");
 }
+
+// A mistyped field in a manifest line is named with its line (it used to escape as a JSON library
+// exception, an "internal error" in the CLI).
+TEST(ManifestLine, MistypedFieldsAreNamed) {
+  using medvlp::data::parse_manifest_line;
+  const std::vector<std::string> f = {"pneumothorax", "effusion"};
+  const auto parse = [&](const std::string& line) { return parse_manifest_line(line, "m.jsonl:7", "/d", "train", f, true); };
+  auto e = parse(R"({"id": 17, "image": "a.png", "report": "r", "labels": {"effusion": 1}, "mask": "m.nii.gz",
+                    "boxes": [{"finding": "pneumothorax", "box": [1, 2, 3, 4]}, {"finding": "other", "box": [0, 0, 1, 1]}]})");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->id, "17");
+  EXPECT_EQ(e->patient_id, "17");
+  EXPECT_EQ(e->image_path, "/d/a.png");
+  EXPECT_EQ(e->mask_path, "/d/m.nii.gz");
+  EXPECT_EQ(e->labels, (std::vector<float>{-1.f, 1.f}));
+  ASSERT_EQ(e->boxes.size(), 1u);
+  EXPECT_EQ(e->boxes[0].x1, 3.f);
+  EXPECT_FALSE(parse(R"({"image": "a.png", "report": "r", "split": "test"})").has_value());
+  EXPECT_FALSE(parse("  \r").has_value());
+  EXPECT_ERROR_CONTAINS(parse(R"({"image": "a.png", "report": "r", "labels": {"effusion": "yes"}})"),
+                        "m.jsonl:7: labels.effusion must be a number, got string");
+  EXPECT_ERROR_CONTAINS(parse(R"({"image": "a.png", "report": "r", "split": 1})"), "m.jsonl:7: \"split\" must be a string, got number");
+  EXPECT_ERROR_CONTAINS(parse(R"({"image": "a.png", "report": "r", "boxes": [{"finding": 3, "box": [1, 2, 3, 4]}]})"),
+                        "m.jsonl:7: each box is");
+  EXPECT_ERROR_CONTAINS(parse(R"({"image": "a.png", "report": "r", "boxes": [{"finding": "effusion", "box": [1, 2, "3", 4]}]})"),
+                        "m.jsonl:7: box[2] must be a number, got string");
+  EXPECT_ERROR_CONTAINS(parse(R"({"image": "a.png", "report": "r", "id": [1]})"), "m.jsonl:7: \"id\" must be a string, got array");
+  EXPECT_ERROR_CONTAINS(parse(R"({"image": "a.png", "report": 5})"), "m.jsonl:7: expected an object with string fields");
+}

@@ -371,5 +371,17 @@ TEST(Knowledge, TableLoadsAndBuildsPrompts) {
   EXPECT_ERROR_CONTAINS(KnowledgeTable::load(dir.path() + "/k.yaml"), "k.yaml: findings.edema.colour: unknown key");
 }
 
+// Found by fuzz/text_files_fuzz: a list or map where a string key belongs ("? [a]: b", "{x: 1}: 2")
+// escaped as yaml-cpp's exception, an internal error in the CLI.
+TEST(LexiconFiles, ListOrMapKeysAreNamedWithTheirLine) {
+  TempDir dir;
+  write(dir.path() + "/cues.yaml", "pre_negation: [no]\nterminators: [but]\nseverity:\n  mild: 1\n  ? [small, tiny]\n  : 1\n");
+  EXPECT_ERROR_CONTAINS(CueSet::load(dir.path() + "/cues.yaml"), "cues.yaml:5:");
+  write(dir.path() + "/k.yaml", "findings:\n  {edema: 1}: {attributes: [fluid]}\n");
+  EXPECT_ERROR_CONTAINS(KnowledgeTable::load(dir.path() + "/k.yaml"), "k.yaml:2:");
+  write(dir.path() + "/lex.yaml", "name: x\n? [anatomy]\n: [lung]\n");
+  EXPECT_ERROR_CONTAINS(Lexicon::load(dir.path() + "/lex.yaml"), "lex.yaml:");
+}
+
 }  // namespace
 }  // namespace medvlp::text

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,6 +28,14 @@ struct ManifestEntry {
   std::vector<double> spacing;
   double slope = 1.0, intercept = 0.0;
 };
+
+/// One manifest line read into an entry without touching the file system: std::nullopt for a blank
+/// line or one of another split. Paths are resolved against `base_dir`; "mask" is read only when
+/// `read_masks`. medvlp::Error names `where` and the field for invalid JSON, a missing or mistyped
+/// field (e.g. a label that is not a number) or a malformed box.
+std::optional<ManifestEntry> parse_manifest_line(const std::string& line, const std::string& where,
+                                                 const std::string& base_dir, const std::string& split,
+                                                 const std::vector<std::string>& findings, bool read_masks);
 
 /// Reads `{"id", "image", "report", "labels": {finding: 1|0|-1}, "split"}` lines, optionally with
 /// "patient_id", "truth" (like labels), "boxes" ([{"finding", "box": [x0,y0,x1,y1]}]) and "mask" (a NIfTI label map for volumes: value a + 1 marks
