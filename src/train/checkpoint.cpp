@@ -1,6 +1,8 @@
 #include "medvlp/train/checkpoint.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +91,25 @@ bool non_empty_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
 }
 
+// Keeps the newest `keep_last` of this run's checkpoints (0: all).
+void prune(const std::string& root, const Checkpoint& checkpoint, int64_t keep_last) {
+  if (keep_last > 0) {
+    // Only this run's checkpoints: a folder that once held another run (or a checkpoint copied in by
+    // hand) must never lose those to this run's keep-last-N.
+    const std::string own = run_id_of_state(checkpoint.state);
+    std::vector<std::string> mine;
+    for (const auto& [s, dir] : list_checkpoints(root))
+      if (read_run_id(dir) == own) mine.push_back(dir);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < mine.size(); ++i) {
+      // Renamed out of the step_N namespace first, so that a kill in the middle of the deletion
+      // leaves a hidden leftover (removed by the next save), never a half-deleted step_N.
+      const std::string doomed = root + "/.old_" + mine[i].substr(mine[i].rfind('/') + 1) + "_" + std::to_string(::getpid());
+      if (std::rename(mine[i].c_str(), doomed.c_str()) == 0) remove_tree(doomed);
+      else core::log_warn(mine[i], ": could not be removed (", std::strerror(errno), ")");
+    }
+  }
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Checkpoint& checkpoint, int64_t keep_last,
@@ -110,31 +131,36 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Chec
     io::write_file_synced(tmp_dir + "/trainer_state.json", checkpoint.state.dump(2) + "\n");
     written(tmp_dir + "/trainer_state.json");
     io::sync_directory(tmp_dir);
-    // A checkpoint of the same step (a re-run after resume) is replaced: move the old one aside first.
+    // A checkpoint of the same step (a re-run after resume) is replaced by swapping the two folders
+    // in one step, so that step_N always names a complete checkpoint; the old one, now under the
+    // temporary name, is deleted after (or by the next save, if a kill comes first).
     struct stat st {};
     if (::stat(final_dir.c_str(), &st) == 0) {
-      const std::string old_dir = root + "/.old_step_" + std::to_string(step);
-      remove_tree(old_dir);
+      if (::renameat2(AT_FDCWD, tmp_dir.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+        io::sync_directory(root);
+        remove_tree(tmp_dir);
+        prune(root, checkpoint, keep_last);
+        return final_dir;
+      }
+      // File systems without the exchange: move the old one aside, then rename (a kill between the
+      // two leaves step_N missing, the earlier checkpoints intact).
+      const std::string old_dir = root + "/.old_step_" + std::to_string(step) + "_" + std::to_string(::getpid());
       MEDVLP_CHECK(std::rename(final_dir.c_str(), old_dir.c_str()) == 0, final_dir, ": cannot move aside (",
                    std::strerror(errno), ")");
+      MEDVLP_CHECK(std::rename(tmp_dir.c_str(), final_dir.c_str()) == 0, final_dir, ": rename failed (",
+                   std::strerror(errno), ")");
+      io::sync_directory(root);
       remove_tree(old_dir);
+    } else {
+      MEDVLP_CHECK(std::rename(tmp_dir.c_str(), final_dir.c_str()) == 0, final_dir, ": rename failed (",
+                   std::strerror(errno), ")");
+      io::sync_directory(root);
     }
-    MEDVLP_CHECK(std::rename(tmp_dir.c_str(), final_dir.c_str()) == 0, final_dir, ": rename failed (",
-                 std::strerror(errno), ")");
-    io::sync_directory(root);
   } catch (...) {
     remove_tree(tmp_dir);
     throw;
   }
-  if (keep_last > 0) {
-    // Only this run's checkpoints: a folder that once held another run (or a checkpoint copied in by
-    // hand) must never lose those to this run's keep-last-N.
-    const std::string own = run_id_of_state(checkpoint.state);
-    std::vector<std::string> mine;
-    for (const auto& [s, dir] : list_checkpoints(root))
-      if (read_run_id(dir) == own) mine.push_back(dir);
-    for (size_t i = 0; i + static_cast<size_t>(keep_last) < mine.size(); ++i) remove_tree(mine[i]);
-  }
+  prune(root, checkpoint, keep_last);
   return final_dir;
 }
 

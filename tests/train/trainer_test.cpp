@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "../testing_util.h"
@@ -274,6 +275,29 @@ TEST(Checkpoint, CorruptFilesAreNamed) {
   std::ofstream(path + "/model.safetensors", std::ios::trunc) << "garbage";
   EXPECT_ERROR_CONTAINS(train::load_checkpoint(path), "model.safetensors: not a safetensors file");
   EXPECT_EQ(train::latest_checkpoint(dir.path() + "/nothing"), "");
+}
+
+// Found by scripts/soak (40 kills): keep-last-N deleted step_N's files in place, so a kill during a
+// prune left a half-deleted step_N. Pruned folders now leave the step_N names in one rename.
+TEST(Checkpoint, PruningAndReplacingNeverLeaveAHalfCheckpointUnderAStepName) {
+  testing_util::TempDir dir;
+  train::Checkpoint c;
+  c.model = {{"w", torch::ones({2})}};
+  c.state = {{"step", 1}, {"run_id", "r"}};
+  for (int step = 1; step <= 3; ++step) train::save_checkpoint(dir.path(), step, c, /*keep_last=*/2);
+  // What a prune or replacement killed half-way leaves: hidden, never listed, swept by the next save.
+  ASSERT_EQ(::mkdir((dir.path() + "/checkpoints/.old_step_1_4242").c_str(), 0755), 0);
+  std::ofstream(dir.path() + "/checkpoints/.old_step_1_4242/model.safetensors") << "half";
+  EXPECT_EQ(train::latest_checkpoint(dir.path()), dir.path() + "/checkpoints/step_3");
+  // Replacing step_3 (a rerun after resume) swaps the folders: step_3 holds the new weights.
+  c.model = {{"w", torch::full({2}, 2.0)}};
+  train::save_checkpoint(dir.path(), 3, c, 2);
+  EXPECT_TRUE(torch::equal(train::load_checkpoint(dir.path() + "/checkpoints/step_3").model.at("w"), torch::full({2}, 2.0)));
+  train::save_checkpoint(dir.path(), 4, c, 2);
+  std::string names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() + "/checkpoints"))
+    names += e.path().filename().string() + " ";
+  EXPECT_TRUE(names == "step_3 step_4 " || names == "step_4 step_3 ") << names;
 }
 
 TEST_F(TrainerTest, TrainsOnCudaWithBf16Autocast) {
