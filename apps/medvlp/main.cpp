@@ -5,10 +5,15 @@
 #include "commands.h"
 #include "medvlp/core/error.h"
 #include "medvlp/core/logging.h"
+#include "medvlp/core/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"medvlp: medical vision-language pretraining"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", [] { return medvlp::core::build_summary(); },
+                       "print medvlp's version, its LibTorch version and whether CUDA is usable, and exit");
+  // `medvlp train -c X --log-level warn`: options of the tool are accepted after the subcommand too.
+  app.fallthrough();
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off");
   std::map<CLI::App*, medvlp::app::Action> actions;

@@ -76,4 +76,12 @@ grep -q "{\"error\":\"$work/broken.dcm: not a readable DICOM file" "$work/in.out
   fail "inspect --json has no error line for the corrupt file: $(cat "$work/in.out")"
 grep -q "error: $work/broken.dcm" "$work/in.err" && grep -q 'inspect: 1 of 3 inputs failed' "$work/in.err" ||
   fail "inspect errors: $(cat "$work/in.err")"
+
+# --version: the CMake project version, the LibTorch headers' version and CUDA; tool options
+# (--log-level) are accepted after the subcommand.
+want=$(sed -n 's/^project(medvlp VERSION \([0-9.]*\).*/\1/p' "$(dirname "$0")/../../CMakeLists.txt")
+got=$("$medvlp" --version)
+[[ "$got" =~ ^medvlp\ $want\ \(LibTorch\ [0-9]+\.[0-9]+\.[0-9]+[^,]*,\ CUDA:\ (no|yes,\ [0-9]+\ devices?)\)$ ]] ||
+  fail "--version printed '$got' (project version $want)"
+[ "$("$medvlp" existence "$work/in.tsv" --log-level error | head -1)" = absent ] || fail "--log-level after the subcommand"
 echo "text CLI: ok"
