@@ -12,13 +12,14 @@ namespace medvlp::app {
 
 Action add_convert(CLI::App& app) {
   struct Args {
-    std::string config, checkpoint, part, format, out;
+    std::string device, config, checkpoint, part, format, out;
     std::vector<std::string> sets;
   };
   auto args = std::make_shared<Args>();
   app.add_option("-c,--config", args->config,
                  "experiment config (default: the config.yaml of the run --checkpoint belongs to)");
   app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
+  app.add_option("--device", args->device, "auto, cpu, cuda or cuda:N (overrides the config's `device`)");
   app.add_option("--checkpoint", args->checkpoint, "a checkpoint folder or a run folder (its newest checkpoint); default: the config's initial weights");
   app.add_option("--part", args->part, "which encoder to export")->required()->check(CLI::IsMember({"image", "text"}));
   app.add_option("--format", args->format,
@@ -28,6 +29,7 @@ Action add_convert(CLI::App& app) {
     if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
     core::Config config = core::Config::load(config_path_for(args->config, args->checkpoint));
     for (const auto& s : args->sets) config.set(s);
+    if (!args->device.empty()) config.set("device=" + args->device);
     train::Experiment e = train::Experiment::build(std::move(config), "");
     if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
     torch::nn::Module& encoder = args->part == "image" ? static_cast<torch::nn::Module&>(*e.model->image_encoder())

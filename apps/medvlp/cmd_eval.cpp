@@ -14,7 +14,7 @@ namespace medvlp::app {
 
 Action add_eval(CLI::App& app) {
   struct Args {
-    std::string config, checkpoint, out;
+    std::string device, config, checkpoint, out;
     std::vector<std::string> sets;
     bool init = false;
   };
@@ -22,6 +22,7 @@ Action add_eval(CLI::App& app) {
   app.add_option("-c,--config", args->config,
                  "experiment config (default: the config.yaml of the run --checkpoint belongs to)");
   app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
+  app.add_option("--device", args->device, "auto, cpu, cuda or cuda:N (overrides the config's `device`)");
   auto* ckpt = app.add_option("--checkpoint", args->checkpoint, "a checkpoint folder (RUN/checkpoints/step_N) or a run folder (its newest checkpoint)");
   auto* init = app.add_flag("--init", args->init, "evaluate the untrained model (the seed's initial weights)");
   ckpt->excludes(init);
@@ -31,6 +32,7 @@ Action add_eval(CLI::App& app) {
     if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
     core::Config config = core::Config::load(config_path_for(args->config, args->checkpoint));
     for (const auto& s : args->sets) config.set(s);
+    if (!args->device.empty()) config.set("device=" + args->device);
     train::Experiment e = train::Experiment::build(std::move(config), "");
     if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
     const nlohmann::json result = e.evaluate();

@@ -13,13 +13,14 @@ namespace medvlp::app {
 
 Action add_train(CLI::App& app) {
   struct Args {
-    std::string config, run_dir = "runs/latest";
+    std::string device, config, run_dir = "runs/latest";
     std::vector<std::string> sets;
     bool resume = false, overwrite = false;
   };
   auto args = std::make_shared<Args>();
   app.add_option("-c,--config", args->config, "experiment config (YAML or JSON)")->required();
   app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
+  app.add_option("--device", args->device, "auto, cpu, cuda or cuda:N (overrides the config's `device`)");
   app.add_option("-o,--run-dir", args->run_dir, "run folder (config, metrics, checkpoints)");
   auto* resume = app.add_flag("--resume", args->resume, "continue from the newest checkpoint in the run folder");
   auto* overwrite = app.add_flag("--overwrite", args->overwrite,
@@ -28,6 +29,7 @@ Action add_train(CLI::App& app) {
   return [args] {
     core::Config config = core::Config::load(args->config);
     for (const auto& s : args->sets) config.set(s);
+    if (!args->device.empty()) config.set("device=" + args->device);
     // Before anything is written: a folder holding a run is refused unless the user said what to do with it.
     train::RunFolder folder(args->run_dir, args->resume      ? train::ExistingRun::resume
                                            : args->overwrite ? train::ExistingRun::overwrite

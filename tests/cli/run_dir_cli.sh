@@ -57,4 +57,8 @@ echo "my notes" >"$run/notes.txt"
 [ "$(ls "$run/checkpoints" | tr '\n' ' ')" = "step_2 step_3 " ] || fail "checkpoints after --overwrite: $(ls "$run/checkpoints")"
 [ "$(cat "$run/notes.txt")" = "my notes" ] || fail "--overwrite removed a file it does not own"
 [ ! -e "$run/eval.json" ] && [ ! -e "$run/.replaced" ] || fail "--overwrite left the earlier run's eval.json or .replaced"
+# --device overrides the config's device; a device that is not there is named.
+"$medvlp" --log-level warn eval --checkpoint "$run" --device cpu >/dev/null 2>&1 || fail "eval --device cpu"
+if err=$("$medvlp" eval --checkpoint "$run" --device cuda:7 2>&1); then fail "eval ran on cuda:7"; fi
+grep -q 'device "cuda:7"' <<<"$err" || fail "--device cuda:7 error: $err"
 echo "run folder checks passed"
