@@ -101,7 +101,7 @@ for (const w of words) add(w.toLowerCase());
 for (const p of ["pneum", "##onia", "##othorax", "card", "##io", "##megaly", "##ation", "##s", "##ing", "ultra", "##micro"]) add(p);
 fs.writeFileSync(path.join(work, "vocab.txt"), vocab.join("\n") + "\n");
 const wpVocab = Object.fromEntries(vocab.map((t, i) => [t, i]));
-const wp = new Tokenizer({
+const wpJson = {
   version: "1.0", truncation: null, padding: null,
   added_tokens: specials.map((t, i) => ({ id: i, content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
   normalizer: { type: "BertNormalizer", clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
@@ -109,9 +109,14 @@ const wp = new Tokenizer({
   post_processor: null,
   decoder: { type: "WordPiece", prefix: "##", cleanup: true },
   model: { type: "WordPiece", unk_token: "[UNK]", continuing_subword_prefix: "##", max_input_chars_per_word: 100, vocab: wpVocab },
-}, { do_lower_case: true });
+};
+const wp = new Tokenizer(wpJson, { do_lower_case: true });
 const wpJs = sentences.map((s) => wp.encode(s, { add_special_tokens: false }).ids);
 let failures = compare("WordPiece", wpJs, medvlpIds(["--kind", "wordpiece", "--model", path.join(work, "vocab.txt")]), (i) => vocab[i]);
+// The same tokenizer as Hugging Face's tokenizer.json, which medvlp reads directly.
+fs.writeFileSync(path.join(work, "wordpiece.tokenizer.json"), JSON.stringify(wpJson));
+failures += compare("WordPiece tokenizer.json", wpJs, medvlpIds(["--model", path.join(work, "wordpiece.tokenizer.json")]),
+  (i) => vocab[i]);
 
 // --------------------------------------------------------------------------------- CLIP BPE
 // GPT-2's byte table, the 256 characters and their word-final forms, then merges learned here.
@@ -162,7 +167,7 @@ clipTokens.forEach((t, i) => { if (!(t in clipVocab)) clipVocab[t] = i; });
 fs.writeFileSync(path.join(work, "vocab.json"), JSON.stringify(clipVocab));
 fs.writeFileSync(path.join(work, "merges.txt"), "#version: 0.2\n" + merges.join("\n") + "\n");
 const n = clipTokens.length;
-const clip = new Tokenizer({
+const clipJson = {
   version: "1.0", truncation: null, padding: null,
   added_tokens: [
     { id: n - 2, content: "<|startoftext|>", single_word: false, lstrip: false, rstrip: false, normalized: true, special: true },
@@ -175,9 +180,18 @@ const clip = new Tokenizer({
   decoder: { type: "BPEDecoder", suffix: "</w>" },
   model: { type: "BPE", dropout: null, unk_token: "<|endoftext|>", continuing_subword_prefix: "", end_of_word_suffix: "</w>",
            fuse_unk: false, byte_fallback: false, vocab: clipVocab, merges },
-}, {});
+};
+const clip = new Tokenizer(clipJson, {});
 const clipJs = sentences.map((s) => clip.encode(s, { add_special_tokens: false }).ids);
 failures += compare("CLIP BPE", clipJs,
   medvlpIds(["--kind", "clip_bpe", "--model", path.join(work, "vocab.json"), "--merges", path.join(work, "merges.txt")]),
   (i) => clipTokens[i]);
+// As tokenizer.json, with merges as "a b" strings and as ["a", "b"] pairs (tokenizers >= 0.20).
+fs.writeFileSync(path.join(work, "clip.tokenizer.json"), JSON.stringify(clipJson));
+failures += compare("CLIP BPE tokenizer.json", clipJs, medvlpIds(["--model", path.join(work, "clip.tokenizer.json")]),
+  (i) => clipTokens[i]);
+const pairs = { ...clipJson, model: { ...clipJson.model, merges: merges.map((m) => m.split(" ")) } };
+fs.writeFileSync(path.join(work, "clip_pairs.tokenizer.json"), JSON.stringify(pairs));
+failures += compare("CLIP BPE tokenizer.json (merge pairs)", clipJs,
+  medvlpIds(["--model", path.join(work, "clip_pairs.tokenizer.json")]), (i) => clipTokens[i]);
 process.exit(failures === 0 ? 0 : 1);

@@ -84,6 +84,34 @@ TEST(WordPiece, EncodeAddsSpecialsAndPads) {
   EXPECT_EQ(tok.decode(tok.encode_plain("The heart is unaffable , no !")), "the heart is unaffable, no!");
 }
 
+// Hugging Face's tokenizer.json (tokens checked against the JS reference in
+// Tokenizers.MatchHuggingFaceTokenizersJs): its own options are used, and what medvlp does not
+// implement is refused by name.
+TEST(TokenizerJson, OptionsAreReadAndUnsupportedPipelinesNamed) {
+  TempDir dir;
+  const std::string vocab = R"("vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "Café": 5, "café": 6})";
+  write(dir.path() + "/cased.json",
+        std::string(R"({"model": {"type": "WordPiece", "unk_token": "[UNK]", )") + vocab +
+            R"(}, "normalizer": {"type": "BertNormalizer", "lowercase": false, "strip_accents": null},
+               "pre_tokenizer": {"type": "BertPreTokenizer"}})");
+  TokenizerSpec spec;
+  spec.model = dir.path() + "/cased.json";
+  EXPECT_EQ(load_tokenizer(spec)->encode_plain("Café café"), (std::vector<int64_t>{5, 6}));
+  write(dir.path() + "/gpt2.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
+  spec.model = dir.path() + "/gpt2.json";
+  EXPECT_ERROR_CONTAINS(load_tokenizer(spec), "gpt2.json: model: a BPE without end_of_word_suffix");
+  write(dir.path() + "/nfkc.json", std::string(R"({"model": {"type": "WordPiece", )") + vocab +
+                                       R"(}, "normalizer": {"type": "NFKC"}, "pre_tokenizer": {"type": "BertPreTokenizer"}})");
+  spec.model = dir.path() + "/nfkc.json";
+  EXPECT_ERROR_CONTAINS(load_tokenizer(spec), "nfkc.json: normalizer \"NFKC\": only BERT's");
+  write(dir.path() + "/gap.json", R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "x": 5}}})");
+  spec.model = dir.path() + "/gap.json";
+  EXPECT_ERROR_CONTAINS(load_tokenizer(spec), "gap.json: model.vocab: ids must be 0..1 once each");
+  write(dir.path() + "/unigram.json", R"({"model": {"type": "Unigram", "vocab": {}}})");
+  spec.model = dir.path() + "/unigram.json";
+  EXPECT_ERROR_CONTAINS(load_tokenizer(spec), "model.type \"Unigram\": expected WordPiece or BPE");
+}
+
 TEST(WordPiece, VocabularyFilesAreValidated) {
   TempDir dir;
   EXPECT_ERROR_CONTAINS(WordPieceTokenizer::load(dir.path() + "/none.txt"), "none.txt: cannot open");

@@ -8,8 +8,10 @@
 
 namespace medvlp::text {
 
-/// Which tokenizer and its files. `model`: the SentencePiece .model, the WordPiece vocab.txt or
-/// CLIP's vocab.json; `merges`: CLIP's merges.txt.
+/// Which tokenizer and its files. `model`: the SentencePiece .model, the WordPiece vocab.txt,
+/// CLIP's vocab.json (with `merges`: CLIP's merges.txt), or a Hugging Face tokenizer.json, which
+/// names its own kind and options (WordPiece with BERT's normalizer, or CLIP's BPE); `kind` and
+/// `lowercase` are then not used.
 struct TokenizerSpec {
   std::string kind = "sentencepiece";  // sentencepiece | wordpiece | clip_bpe
   std::string model;
