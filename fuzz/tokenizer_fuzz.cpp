@@ -1,7 +1,8 @@
-// libFuzzer target: the WordPiece and CLIP BPE tokenizers. First byte even: the rest is text,
+// libFuzzer target: the WordPiece and CLIP BPE tokenizers. First byte % 3 == 0: the rest is text,
 // encoded, round-tripped through decode and encoded at a fixed length by both tokenizers over
-// small vocabularies. Odd: the rest is a vocabulary (vocab.txt, or vocab.json NUL merges.txt),
-// loaded and, when it loads, used. Only medvlp::Error may escape; ids must lie in the vocabulary.
+// small vocabularies. 1: the rest is a vocabulary (vocab.txt, or vocab.json NUL merges.txt),
+// loaded and, when it loads, used. 2: the rest is a Hugging Face tokenizer.json given to
+// load_tokenizer. Only medvlp::Error may escape; ids must lie in the vocabulary.
 #include <unistd.h>
 
 #include <cstddef>
@@ -12,6 +13,7 @@
 
 #include "medvlp/core/error.h"
 #include "medvlp/text/clip_bpe.h"
+#include "medvlp/text/factory.h"
 #include "medvlp/text/wordpiece.h"
 
 namespace {
@@ -50,7 +52,21 @@ const medvlp::text::ClipBpeTokenizer& clip() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-  if (data[0] % 2 == 0) {
+  if (data[0] % 3 == 2) {
+    const std::string path = write_temp(bytes, "_tokenizer.json");
+    try {
+      medvlp::text::TokenizerSpec spec;
+      spec.model = path;
+      // A file that is not a tokenizer.json then goes to WordPiece's reader: the SentencePiece
+      // plugin is loaded with RTLD_DEEPBIND, which ASan refuses.
+      spec.kind = "wordpiece";
+      use(*medvlp::text::load_tokenizer(spec), "No pleural effusions, [MASK] left. Café");
+    } catch (const medvlp::Error&) {
+    }
+    std::remove(path.c_str());
+    return 0;
+  }
+  if (data[0] % 3 == 0) {
     try {
       use(wordpiece(), bytes);
     } catch (const medvlp::Error&) {
