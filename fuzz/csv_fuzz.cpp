@@ -11,6 +11,7 @@
 #include <string>
 
 #include "medvlp/core/error.h"
+#include "temp_file.h"
 #include "medvlp/io/csv.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -31,12 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     deflateEnd(&z);
     bytes = gz;
   }
-  static const std::string base = "/tmp/medvlp_csv_fuzz_" + std::to_string(::getpid());
-  const std::string path = base + (mode == 0 ? ".csv" : ".csv.gz");
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) return 0;
-  std::fwrite(bytes.data(), 1, bytes.size(), f);
-  std::fclose(f);
+  const std::string path = medvlp::fuzz::write_temp(bytes, "csv_fuzz", mode == 0 ? ".csv" : ".csv.gz");
   try {
     const medvlp::io::CsvTable table = medvlp::io::read_csv(path);
     for (const auto& row : table.rows)

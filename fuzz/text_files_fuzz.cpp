@@ -11,19 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "medvlp/core/error.h"
+#include "temp_file.h"
 #include "medvlp/text/knowledge.h"
 #include "medvlp/text/report_parser.h"
-
-namespace {
-std::string write_temp(const std::string& bytes, const char* suffix) {
-  const std::string path = "/tmp/medvlp_text_fuzz_" + std::to_string(::getpid()) + suffix;
-  if (FILE* f = std::fopen(path.c_str(), "wb")) {
-    std::fwrite(bytes.data(), 1, bytes.size(), f);
-    std::fclose(f);
-  }
-  return path;
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -32,13 +22,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     switch (data[0] % 4) {
       case 0: {
-        path = write_temp(bytes, "_lexicon.yaml");
+        path = medvlp::fuzz::write_temp(bytes, "text_fuzz", "_lexicon.yaml");
         const medvlp::text::ReportParser parser(medvlp::text::Lexicon::load(path));
         (void)parser.parse("No pleural effusion. Small left pneumothorax, possibly atelectasis.", "fuzz");
         break;
       }
       case 1: {
-        path = write_temp(bytes, "_knowledge.yaml");
+        path = medvlp::fuzz::write_temp(bytes, "text_fuzz", "_knowledge.yaml");
         const auto table = medvlp::text::KnowledgeTable::load(path);
         for (const auto& e : table.entries()) {
           (void)table.prompt(e.finding);
@@ -48,13 +38,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 2: {
-        path = write_temp(bytes, "_cues.yaml");
+        path = medvlp::fuzz::write_temp(bytes, "text_fuzz", "_cues.yaml");
         const auto cues = medvlp::text::CueSet::load(path);
         (void)cues->existence("There is no evidence of pneumothorax.", "pneumothorax");
         break;
       }
       default: {
-        path = write_temp(bytes, "_annotations.jsonl");
+        path = medvlp::fuzz::write_temp(bytes, "text_fuzz", "_annotations.jsonl");
         for (const auto& report : medvlp::text::read_annotations(path))
           (void)medvlp::text::to_json(report, {"pneumothorax"}).dump();
         break;

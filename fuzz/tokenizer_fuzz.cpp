@@ -12,20 +12,12 @@
 #include <string>
 
 #include "medvlp/core/error.h"
+#include "temp_file.h"
 #include "medvlp/text/clip_bpe.h"
 #include "medvlp/text/factory.h"
 #include "medvlp/text/wordpiece.h"
 
 namespace {
-std::string write_temp(const std::string& bytes, const char* suffix) {
-  const std::string path = "/tmp/medvlp_tok_fuzz_" + std::to_string(::getpid()) + suffix;
-  if (FILE* f = std::fopen(path.c_str(), "wb")) {
-    std::fwrite(bytes.data(), 1, bytes.size(), f);
-    std::fclose(f);
-  }
-  return path;
-}
-
 void use(const medvlp::text::Tokenizer& tok, const std::string& text) {
   const auto ids = tok.encode_plain(text);
   for (const int64_t id : ids)
@@ -53,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (data[0] % 3 == 2) {
-    const std::string path = write_temp(bytes, "_tokenizer.json");
+    const std::string path = medvlp::fuzz::write_temp(bytes, "tok_fuzz", "_tokenizer.json");
     try {
       medvlp::text::TokenizerSpec spec;
       spec.model = path;
@@ -81,11 +73,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string a, b;
   try {
     if (nul == std::string::npos) {
-      a = write_temp(bytes, "_vocab.txt");
+      a = medvlp::fuzz::write_temp(bytes, "tok_fuzz", "_vocab.txt");
       use(*medvlp::text::WordPieceTokenizer::load(a), "No pleural effusions, [MASK] left.");
     } else {
-      a = write_temp(bytes.substr(0, nul), "_vocab.json");
-      b = write_temp(bytes.substr(nul + 1), "_merges.txt");
+      a = medvlp::fuzz::write_temp(bytes.substr(0, nul), "tok_fuzz", "_vocab.json");
+      b = medvlp::fuzz::write_temp(bytes.substr(nul + 1), "tok_fuzz", "_merges.txt");
       use(*medvlp::text::ClipBpeTokenizer::load(a, b), "No pleural effusions, left.");
     }
   } catch (const medvlp::Error&) {

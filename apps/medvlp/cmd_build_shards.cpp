@@ -25,8 +25,7 @@ Action add_build_shards(CLI::App& app) {
   app.add_option("--workers", args->options.workers, "decoding threads")->check(CLI::Range(1, 256));
   app.add_flag("--float32", args->float32, "store images as float32 (default float16)");
   return [args] {
-    core::Config config = core::Config::load(args->config);
-    for (const auto& s : args->sets) config.set(s);
+    core::Config config = load_config(args->config, args->sets);
     args->options.float16 = !args->float32;
     for (const auto& split : args->splits) {
       // Random steps take their evaluation form: shards hold the deterministic preprocessing, and

@@ -27,9 +27,7 @@ Action add_convert(CLI::App& app) {
   app.add_option("-o,--out", args->out, "the safetensors file to write")->required();
   return [args] {
     if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
-    core::Config config = core::Config::load(config_path_for(args->config, args->checkpoint));
-    for (const auto& s : args->sets) config.set(s);
-    if (!args->device.empty()) config.set("device=" + args->device);
+    core::Config config = load_config(config_path_for(args->config, args->checkpoint), args->sets, args->device);
     train::Experiment e = train::Experiment::build(std::move(config), "");
     if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
     torch::nn::Module& encoder = args->part == "image" ? static_cast<torch::nn::Module&>(*e.model->image_encoder())

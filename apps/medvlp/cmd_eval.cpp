@@ -30,9 +30,7 @@ Action add_eval(CLI::App& app) {
   return [args] {
     MEDVLP_CHECK(!args->checkpoint.empty() || args->init, "eval: give --checkpoint DIR or --init");
     if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
-    core::Config config = core::Config::load(config_path_for(args->config, args->checkpoint));
-    for (const auto& s : args->sets) config.set(s);
-    if (!args->device.empty()) config.set("device=" + args->device);
+    core::Config config = load_config(config_path_for(args->config, args->checkpoint), args->sets, args->device);
     train::Experiment e = train::Experiment::build(std::move(config), "");
     if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
     const nlohmann::json result = e.evaluate();

@@ -1,12 +1,11 @@
 // medvlp train -c CONFIG [--set k=v ...] [-o RUN_DIR] [--resume | --overwrite]
-#include <sys/stat.h>
-
 #include <iostream>
 
 #include "commands.h"
 #include "medvlp/core/config.h"
 #include "medvlp/core/error.h"
 #include "medvlp/core/logging.h"
+#include "medvlp/io/files.h"
 #include "medvlp/train/trainer.h"
 
 namespace medvlp::app {
@@ -27,9 +26,7 @@ Action add_train(CLI::App& app) {
                                  "replace the run the folder holds (its checkpoints, metrics, config, tokenizer)");
   resume->excludes(overwrite);
   return [args] {
-    core::Config config = core::Config::load(args->config);
-    for (const auto& s : args->sets) config.set(s);
-    if (!args->device.empty()) config.set("device=" + args->device);
+    core::Config config = load_config(args->config, args->sets, args->device);
     // Before anything is written: a folder holding a run is refused unless the user said what to do with it.
     train::RunFolder folder(args->run_dir, args->resume      ? train::ExistingRun::resume
                                            : args->overwrite ? train::ExistingRun::overwrite
@@ -45,8 +42,7 @@ Action add_train(CLI::App& app) {
       const bool configured = has_text && tree["text"].contains("model");
       const bool wordpiece = has_text && tree["text"].value("tokenizer", std::string()) == "wordpiece";
       const std::string tok = args->run_dir + (wordpiece ? "/vocab.txt" : "/tokenizer.model");
-      struct stat st {};
-      if (!configured && ::stat(tok.c_str(), &st) == 0) config.set("text.model=" + tok);
+      if (!configured && io::path_exists(tok)) config.set("text.model=" + tok);
     }
     train::Experiment experiment = train::Experiment::build(std::move(config), args->run_dir);
     folder.commit();  // the config built: only now is a replaced run gone for good

@@ -2,8 +2,11 @@
 // Subcommands of the medvlp tool: each registers its options and returns the action to run.
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
+
+#include "medvlp/core/config.h"
 
 namespace medvlp::app {
 using Action = std::function<int()>;
@@ -32,6 +35,9 @@ class BatchErrors {
   std::string command_;
   size_t failed_ = 0;
 };
+
+/// The config at `path` with the command line's `--set` overrides, then `--device` when given.
+core::Config load_config(const std::string& path, const std::vector<std::string>& sets, const std::string& device = "");
 
 /// --checkpoint accepts a checkpoint folder or a run folder (its newest checkpoint, said on stderr).
 std::string resolve_checkpoint_arg(const std::string& path);

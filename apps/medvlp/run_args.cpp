@@ -18,6 +18,13 @@ int BatchErrors::finish(size_t total, const char* unit) const {
   return 1;
 }
 
+core::Config load_config(const std::string& path, const std::vector<std::string>& sets, const std::string& device) {
+  core::Config config = core::Config::load(path);
+  for (const auto& s : sets) config.set(s);
+  if (!device.empty()) config.set("device=" + device);
+  return config;
+}
+
 std::string resolve_checkpoint_arg(const std::string& path) {
   const std::string resolved = train::resolve_checkpoint(path);
   if (resolved != path) std::cerr << "using " << resolved << " (the newest checkpoint of " << path << ")\n";

@@ -13,6 +13,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "medvlp/core/error.h"
+#include "medvlp/core/utf8.h"
 
 namespace medvlp::core {
 
@@ -164,34 +165,10 @@ void collect_unread(const json& value, const std::string& path, const Config::St
   }
 }
 
-// Byte offset of the first invalid UTF-8 sequence (overlong forms, surrogates and values above
-// U+10FFFF included), or npos. yaml-cpp passes such bytes through, and JSON cannot hold them: the
-// resolved config could not be saved or printed.
-size_t invalid_utf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    uint32_t cp = 0, min = 0;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) n = 1, cp = c & 0x1F, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) n = 2, cp = c & 0x0F, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) n = 3, cp = c & 0x07, min = 0x10000;
-    else return i;
-    for (size_t k = 1; k <= n; ++k) {
-      if (i + k >= s.size()) return i;
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      if ((b & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (b & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += n + 1;
-  }
-  return std::string::npos;
-}
-
+// yaml-cpp passes invalid UTF-8 through, and JSON cannot hold it: the resolved config could not
+// be saved or printed.
 void check_utf8(const std::string& text, const std::string& where) {
-  const size_t bad = invalid_utf8(text);
+  const size_t bad = invalid_utf8_offset(text);
   if (bad == std::string::npos) return;
   const size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'));
   const size_t line_start = text.rfind('\n', bad == 0 ? 0 : bad - 1);

@@ -70,6 +70,10 @@ void remove_stale_temporaries(const std::string& root) {
   for (const auto& path : stale) remove_tree(path);
 }
 
+// What a run writes into its folder: all that RunFolder's overwrite moves aside.
+const char* const kRunFiles[] = {"checkpoints", "metrics.jsonl", "train.log",      "config.yaml",
+                                 "tokenizer.model", "tokenizer.vocab", "vocab.txt", "eval.json", "eval_init.json"};
+
 std::string run_id_of_state(const nlohmann::json& state) {
   if (!state.is_object()) return "";
   const auto it = state.find("run_id");
@@ -134,28 +138,23 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Chec
     // A checkpoint of the same step (a re-run after resume) is replaced by swapping the two folders
     // in one step, so that step_N always names a complete checkpoint; the old one, now under the
     // temporary name, is deleted after (or by the next save, if a kill comes first).
-    struct stat st {};
-    if (::stat(final_dir.c_str(), &st) == 0) {
+    std::string replaced;  // the earlier checkpoint of this step, deleted once the new one is in place
+    if (io::path_exists(final_dir)) {
       if (::renameat2(AT_FDCWD, tmp_dir.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
-        io::sync_directory(root);
-        remove_tree(tmp_dir);
-        prune(root, checkpoint, keep_last);
-        return final_dir;
+        replaced = tmp_dir;
+      } else {
+        // File systems without the exchange: move the old one aside, then rename (a kill between
+        // the two leaves step_N missing, the earlier checkpoints intact).
+        replaced = root + "/.old_step_" + std::to_string(step) + "_" + std::to_string(::getpid());
+        MEDVLP_CHECK(std::rename(final_dir.c_str(), replaced.c_str()) == 0, final_dir, ": cannot move aside (",
+                     std::strerror(errno), ")");
       }
-      // File systems without the exchange: move the old one aside, then rename (a kill between the
-      // two leaves step_N missing, the earlier checkpoints intact).
-      const std::string old_dir = root + "/.old_step_" + std::to_string(step) + "_" + std::to_string(::getpid());
-      MEDVLP_CHECK(std::rename(final_dir.c_str(), old_dir.c_str()) == 0, final_dir, ": cannot move aside (",
-                   std::strerror(errno), ")");
-      MEDVLP_CHECK(std::rename(tmp_dir.c_str(), final_dir.c_str()) == 0, final_dir, ": rename failed (",
-                   std::strerror(errno), ")");
-      io::sync_directory(root);
-      remove_tree(old_dir);
-    } else {
-      MEDVLP_CHECK(std::rename(tmp_dir.c_str(), final_dir.c_str()) == 0, final_dir, ": rename failed (",
-                   std::strerror(errno), ")");
-      io::sync_directory(root);
     }
+    if (replaced != tmp_dir)
+      MEDVLP_CHECK(std::rename(tmp_dir.c_str(), final_dir.c_str()) == 0, final_dir, ": rename failed (",
+                   std::strerror(errno), ")");
+    io::sync_directory(root);
+    if (!replaced.empty()) remove_tree(replaced);
   } catch (...) {
     remove_tree(tmp_dir);
     throw;
@@ -198,11 +197,6 @@ std::string describe_existing_run(const std::string& run_dir, const std::string&
   return out;
 }
 
-namespace {
-const char* const kRunFiles[] = {"checkpoints", "metrics.jsonl", "train.log",      "config.yaml",
-                                 "tokenizer.model", "tokenizer.vocab", "vocab.txt", "eval.json", "eval_init.json"};
-}
-
 RunFolder::RunFolder(std::string dir, ExistingRun mode) : dir_(std::move(dir)) {
   MEDVLP_CHECK(!dir_.empty(), "no run folder given");
   io::make_directories(dir_);
@@ -236,14 +230,11 @@ RunFolder::RunFolder(std::string dir, ExistingRun mode) : dir_(std::move(dir)) {
 void RunFolder::commit() {
   if (committed_) return;
   committed_ = true;
-  if (!moved_.empty() || io::path_exists(dir_ + "/.replaced")) remove_tree(dir_ + "/.replaced");
+  remove_tree(dir_ + "/.replaced");
 }
 
 RunFolder::~RunFolder() {
-  if (committed_ || moved_.empty()) {
-    if (!committed_) ::rmdir((dir_ + "/.replaced").c_str());
-    return;
-  }
+  if (committed_) return;
   // The new run never started: what it may have written (a tokenizer) gives way to the earlier run.
   const std::string aside = dir_ + "/.replaced";
   for (const auto& name : moved_) {

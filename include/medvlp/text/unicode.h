@@ -5,11 +5,14 @@
 #include <string>
 #include <string_view>
 
+#include "medvlp/core/utf8.h"
+
 namespace medvlp::text {
 
 /// Byte offset of the first invalid UTF-8 sequence in `s`, or npos when `s` is valid UTF-8
-/// (overlong forms, surrogates and code points above U+10FFFF are invalid).
-size_t invalid_utf8_offset(std::string_view s);
+/// (overlong forms, surrogates and code points above U+10FFFF are invalid); lives in core, where
+/// the config reader uses it too.
+using core::invalid_utf8_offset;
 
 /// Decodes UTF-8; medvlp::Error naming `what` and the byte offset on invalid input.
 std::u32string decode_utf8(std::string_view s, std::string_view what = "text");

@@ -55,7 +55,6 @@ class RunFolder {
   RunFolder& operator=(const RunFolder&) = delete;
   /// The new run is under way: the replaced run's files are removed for good.
   void commit();
-  const std::string& dir() const { return dir_; }
 
  private:
   std::string dir_;

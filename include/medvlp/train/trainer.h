@@ -27,7 +27,7 @@ class Trainer {
   /// Trains until `until_step` completed steps (default: train.steps), checkpointing on the way and at the end.
   /// Throws medvlp::Error on a non-finite loss, before the update, so the last checkpoint stays good.
   /// A run that was not resumed refuses a run folder holding another run's checkpoints or metrics
-  /// (see prepare_run_dir), so it never truncates or prunes them.
+  /// (see RunFolder), so it never truncates or prunes them.
   void run(int64_t until_step = -1);
   /// One optimization step on `batch`; returns the logged metrics.
   nlohmann::json step(const data::Batch& batch);
