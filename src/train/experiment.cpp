@@ -2,6 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <optional>
 
 #include "../core/log.h"
@@ -18,8 +22,29 @@ namespace medvlp::train {
 
 namespace {
 
+// Rank 0 trains a tokenizer and sends its file to the other ranks, which load it from a private
+// temporary copy: they write nothing into the run folder, which may not even be shared with them.
+std::shared_ptr<text::Tokenizer> receive_tokenizer(ProcessGroup& group, text::TokenizerSpec spec, const std::string& name) {
+  std::string bytes;
+  group.broadcast(bytes, 0);
+  std::string dir = (std::filesystem::temp_directory_path() / "medvlp-tokenizer-XXXXXX").string();
+  MEDVLP_CHECK(::mkdtemp(dir.data()) != nullptr, dir, ": cannot create a temporary folder (", std::strerror(errno), ")");
+  spec.model = dir + "/" + name;
+  std::shared_ptr<text::Tokenizer> tokenizer;
+  try {
+    io::write_file_atomic(spec.model, bytes);
+    tokenizer = text::load_tokenizer(spec);
+  } catch (...) {
+    std::filesystem::remove_all(dir);
+    throw;
+  }
+  std::filesystem::remove_all(dir);
+  return tokenizer;
+}
+
 std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const core::ConfigNode& node,
-                                                 const data::DatasetPtr& train_set, const std::string& run_dir) {
+                                                 const data::DatasetPtr& train_set, const std::string& run_dir,
+                                                 const std::shared_ptr<ProcessGroup>& group) {
   text::TokenizerSpec spec;
   spec.kind = node.get_choice("tokenizer", "sentencepiece", {"sentencepiece", "wordpiece", "clip_bpe"});
   spec.model = node.get_string("model", "");
@@ -32,12 +57,20 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
 
   MEDVLP_CHECK(spec.kind != "clip_bpe", "text.model: a clip_bpe tokenizer needs vocab.json (text.model) and merges.txt (text.merges)");
   MEDVLP_CHECK(!run_dir.empty(), "text.model is empty and there is no run folder to train a tokenizer into");
+  const bool wordpiece = spec.kind == "wordpiece";
+  const std::string name = wordpiece ? "vocab.txt" : "tokenizer.model";
+  if (group && group->rank() != 0) {
+    auto tokenizer = receive_tokenizer(*group, spec, name);
+    config.set("text.model=" + run_dir + "/" + name);
+    node.get_string("model");
+    return tokenizer;
+  }
   std::vector<std::string> corpus;
   const int64_t n = std::min(corpus_size, train_set->size());
   for (int64_t i = 0; i < n; ++i) corpus.push_back(train_set->get(i, -1).report);
   std::shared_ptr<text::Tokenizer> tokenizer;
   std::string path;
-  if (spec.kind == "wordpiece") {
+  if (wordpiece) {
     path = run_dir + "/vocab.txt";
     core::log_info("training a WordPiece vocabulary on ", n, " reports -> ", path);
     text::WordPieceTrainOptions o;
@@ -53,6 +86,10 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
     o.vocab_size = vocab_size;
     o.model_type = model_type;
     tokenizer = text::SentencePieceTokenizer::train(corpus, path, o);
+  }
+  if (group) {
+    std::string bytes = io::read_file(path);
+    group->broadcast(bytes, 0);
   }
   config.set("text.model=" + path);
   node.get_string("model");  // the resolved config now names the trained model; mark it read
@@ -137,13 +174,22 @@ NeedCheck check_needs(const std::vector<losses::WeightedLoss>& losses, const cor
 
 }  // namespace
 
-Experiment Experiment::build(core::Config config, const std::string& run_dir) {
+Experiment Experiment::build(core::Config config, const std::string& run_dir, std::shared_ptr<ProcessGroup> group) {
   Experiment e(std::move(config));
   e.run_dir = run_dir;
-  if (!run_dir.empty()) io::make_directories(run_dir);
+  if (group && group->world_size() == 1) group.reset();
+  e.group = group;
+  if (!run_dir.empty() && e.writes_run()) io::make_directories(run_dir);
   const core::ConfigNode root = e.config.root();
   e.seed = static_cast<uint64_t>(root.get_int("seed", 0, 0));
   e.device = core::select_device(root.get_string("device", "auto"));
+  if (e.group && e.device.is_cuda() && !e.device.has_index()) {
+    // One GPU per rank, by its index on this machine, as torchrun's LOCAL_RANK means.
+    const int64_t gpus = static_cast<int64_t>(torch::cuda::device_count());
+    MEDVLP_CHECK(e.group->local_rank() < gpus, "device: rank ", e.group->rank(), " has local rank ",
+                 e.group->local_rank(), " but this machine has ", gpus, " CUDA device(s); start at most one rank per GPU");
+    e.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(e.group->local_rank()));
+  }
 
   const core::ConfigNode data = root.at("data");
   e.train_set = data::build_dataset(data, "train");
@@ -152,13 +198,24 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir) {
   e.loader.workers = data.get_int("workers", 1, 0, 256);
   e.loader.prefetch = data.get_int("prefetch", 4, 1, 1024);
 
+  // The launcher (medvlp train) joins the process group before building; here the keys are checked.
+  DistOptions::resolve(root.child("distributed"), /*environment=*/false);
+
   const core::ConfigNode text_node = root.child("text");
   e.loader.max_text_len = text_node.get_int("max_len", 96, 4, 8192);
-  e.tokenizer = build_tokenizer(e.config, text_node, e.train_set, run_dir);
+  e.tokenizer = build_tokenizer(e.config, text_node, e.train_set, run_dir, e.group);
 
   const core::ConfigNode train = root.child("train");
   e.loader.batch_size = train.get_int("batch_size", 64, 2, 1 << 20);
   e.loader.seed = e.seed;
+  if (e.group) {
+    const int64_t world = e.group->world_size();
+    if (e.loader.batch_size % world != 0)
+      train.fail("batch_size", "is the global batch and must divide by the " + std::to_string(world) +
+                                   " ranks; got " + std::to_string(e.loader.batch_size));
+    e.loader.rank = e.group->rank();
+    e.loader.world_size = world;
+  }
   e.train.steps = train.get_int("steps", e.train.steps, 1);
   e.train.log_every = train.get_int("log_every", e.train.log_every, 1);
   e.train.checkpoint_every = train.get_int("checkpoint_every", e.train.checkpoint_every, 0);

@@ -52,6 +52,17 @@ Trainer::Trainer(Experiment& experiment) : e_(experiment) {
   for (const auto& named : trainable) params_.push_back(named.second);
   optimizer_ = std::make_unique<AdamW>(trainable, e_.optim);
   loader_ = std::make_unique<data::Loader>(e_.train_set, e_.tokenizer, e_.loader);
+  if (e_.group) {
+    // Every rank starts from rank 0's weights (they agree already when built from one seed; this
+    // makes it so for weights loaded or initialized any other way), as DDP does.
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : e_.state_tensors()) {
+      at::Tensor data = t.detach();
+      MEDVLP_CHECK(data.is_contiguous(), "trainer: ", name, " is not contiguous");
+      e_.group->broadcast(data, 0);
+    }
+    averager_ = std::make_unique<GradientAverager>(e_.group, params_);
+  }
   // Not derived from the seed: two runs of one config in one folder must still tell their checkpoints apart.
   std::random_device device;
   const uint64_t id = (static_cast<uint64_t>(device()) << 32) ^ device() ^
@@ -99,23 +110,40 @@ nlohmann::json Trainer::step(const data::Batch& host_batch) {
   for (auto& l : e_.losses) l.loss->train();
   const losses::LossContext context = make_loss_context(e_.group, step_, /*training=*/true);
   at::Tensor total = torch::zeros({}, torch::TensorOptions().device(e_.device));
-  nlohmann::json metrics;
+  std::vector<std::string> names{"total_loss"};
+  std::vector<at::Tensor> values;
   for (size_t i = 0; i < e_.losses.size(); ++i) {
     const auto& wl = e_.losses[i];
     losses::LossOutput out = wl.loss->forward(encoded, batch, context);
     total = total + wl.weight * out.total;
     const std::string prefix = e_.losses.size() > 1 ? wl.name + "." : "";
-    metrics[prefix + "loss"] = out.total.item<double>();
-    for (const auto& [name, value] : out.terms) metrics[prefix + name] = value.item<double>();
+    names.push_back(prefix + "loss");
+    values.push_back(out.total.detach().to(torch::kDouble).reshape({}));
+    for (const auto& [name, value] : out.terms) {
+      names.push_back(prefix + name);
+      values.push_back(value.detach().to(torch::kDouble).reshape({}));
+    }
   }
-  const double loss_value = total.item<double>();
+  values.insert(values.begin(), total.detach().to(torch::kDouble).reshape({}));
+  at::Tensor logged = torch::stack(values).cpu().contiguous();
+  if (e_.group) {
+    // Every rank logs (and judges finiteness by) the mean over ranks, so all stop together.
+    e_.group->all_reduce_sum(logged);
+    logged /= static_cast<double>(e_.group->world_size());
+  }
+  nlohmann::json metrics;
+  const double* v = logged.data_ptr<double>();
+  for (size_t i = 1; i < names.size(); ++i) metrics[names[i]] = v[i];
+  const double loss_value = v[0];
   if (!std::isfinite(loss_value))
     throw Error("step " + std::to_string(step_ + 1) + ": loss is " +
                 (std::isnan(loss_value) ? std::string("nan") : std::to_string(loss_value)) + " (terms " +
                 metrics.dump() + "); stopping before the update, the last checkpoint is intact. "
                 "Lower optim.lr or check the data.");
   optimizer_->zero_grad();
+  if (averager_) averager_->prepare();
   total.backward();
+  if (averager_) averager_->finish();
   double grad_norm = 0.0;
   if (e_.train.grad_clip > 0.0) grad_norm = torch::nn::utils::clip_grad_norm_(params_, e_.train.grad_clip);
   const double lr = e_.schedule.at(step_);
@@ -129,6 +157,7 @@ nlohmann::json Trainer::step(const data::Batch& host_batch) {
 }
 
 std::string Trainer::save(const CheckpointWriteHook& hook) {
+  if (!e_.writes_run()) return "";
   Checkpoint c;
   c.model = e_.state_tensors();
   c.optimizer = optimizer_->state();
@@ -139,6 +168,7 @@ std::string Trainer::save(const CheckpointWriteHook& hook) {
              {"batch_in_epoch", step_ % per_epoch},
              {"seed", e_.seed},
              {"batch_size", e_.loader.batch_size},
+             {"world_size", e_.group ? e_.group->world_size() : 1},
              {"torch_version", TORCH_VERSION},
              {"run_id", run_id_}};
   const std::string dir = save_checkpoint(e_.run_dir, step_, c, e_.train.keep_checkpoints, hook);
@@ -147,26 +177,42 @@ std::string Trainer::save(const CheckpointWriteHook& hook) {
 }
 
 void Trainer::run(int64_t until_step) {
+  if (!e_.group) return run_steps(until_step);
+  try {
+    run_steps(until_step);
+    // No rank reports success before every rank has finished (and rank 0 has written the last checkpoint).
+    e_.group->barrier();
+  } catch (const std::exception& err) {
+    e_.group->report_failure(err.what());
+    throw;
+  }
+}
+
+void Trainer::run_steps(int64_t until_step) {
   const int64_t target = until_step < 0 ? e_.train.steps : until_step;
   MEDVLP_CHECK(!e_.run_dir.empty(), "trainer: no run folder");
-  if (!resumed_ && !started_) {
+  const bool writer = e_.writes_run();
+  if (writer && !resumed_ && !started_) {
     const std::string held = describe_existing_run(e_.run_dir, run_id_);
     MEDVLP_CHECK(held.empty(), e_.run_dir, ": already holds a run (", held,
                  "); resume it (Trainer::resume) or replace it (train::RunFolder with ExistingRun::overwrite)");
   }
   started_ = true;
   const std::string metrics_path = e_.run_dir + "/metrics.jsonl";
-  truncate_metrics(metrics_path, step_);
-  std::ofstream metrics_file(metrics_path, std::ios::app);
-  MEDVLP_CHECK(metrics_file, metrics_path, ": cannot open for appending");
-  const bool live = e_.train.progress && ::isatty(STDERR_FILENO);
+  std::ofstream metrics_file;
+  if (writer) {
+    truncate_metrics(metrics_path, step_);
+    metrics_file.open(metrics_path, std::ios::app);
+    MEDVLP_CHECK(metrics_file, metrics_path, ": cannot open for appending");
+  }
+  const bool live = writer && e_.train.progress && ::isatty(STDERR_FILENO);
   const int64_t per_epoch = loader_->batches_per_epoch();
   const auto start = std::chrono::steady_clock::now();
   const int64_t first_step = step_;
   int64_t epoch = step_ / per_epoch;
   loader_->start(epoch, step_ % per_epoch);
   core::log_info("training ", step_, " -> ", target, " steps on ", e_.device.str(), " (", per_epoch,
-                 " batches of ", e_.loader.batch_size, " per epoch)");
+                 " batches of ", e_.loader.batch_size, " per epoch", e_.group ? " over " + std::to_string(e_.group->world_size()) + " ranks" : std::string(), ")");
   double loss_ema = std::nan("");
   while (step_ < target) {
     data::Batch batch;
@@ -179,7 +225,7 @@ void Trainer::run(int64_t until_step) {
     loss_ema = std::isnan(loss_ema) ? loss : 0.95 * loss_ema + 0.05 * loss;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double steps_per_s = static_cast<double>(step_ - first_step) / std::max(elapsed, 1e-9);
-    if (step_ % e_.train.log_every == 0 || step_ == target) {
+    if (writer && (step_ % e_.train.log_every == 0 || step_ == target)) {
       m["epoch"] = epoch;
       m["images_per_s"] = steps_per_s * static_cast<double>(e_.loader.batch_size);
       m["elapsed_s"] = elapsed;

@@ -61,7 +61,12 @@ struct Experiment {
   /// Loss options the model and data determine (token_dim, embed_dim, anatomies, tags) are filled
   /// in when a loss entry leaves them out; every field a loss needs() is checked against what the
   /// data and model can provide, failing with the loss, the field and the key that would provide it.
-  static Experiment build(core::Config config, const std::string& run_dir);
+  /// With a process group of several ranks, rank 0 alone writes into `run_dir` (and trains the
+  /// tokenizer, which it sends to the others); each rank loads its share of every global batch.
+  static Experiment build(core::Config config, const std::string& run_dir,
+                          std::shared_ptr<ProcessGroup> group = nullptr);
+  /// Whether this process writes the run folder: one process, or rank 0 of several.
+  bool writes_run() const { return !group || group->rank() == 0; }
 
   /// Model parameters and buffers, and loss parameters under "losses.<i>.": what checkpoints store.
   io::TensorMap state_tensors() const;

@@ -28,10 +28,14 @@ class Trainer {
   /// Throws medvlp::Error on a non-finite loss, before the update, so the last checkpoint stays good.
   /// A run that was not resumed refuses a run folder holding another run's checkpoints or metrics
   /// (see RunFolder), so it never truncates or prunes them.
+  /// On several ranks (Experiment::group), every rank runs the same steps on its share of each
+  /// global batch with gradients averaged over ranks; rank 0 alone logs and checkpoints; a rank
+  /// that fails records why in the rendezvous store, and the others' next collective fails naming it.
   void run(int64_t until_step = -1);
   /// One optimization step on `batch`; returns the logged metrics.
   nlohmann::json step(const data::Batch& batch);
-  /// Writes a checkpoint of the current state and returns its folder.
+  /// Writes a checkpoint of the current state and returns its folder ("" on ranks other than 0,
+  /// which write nothing).
   std::string save(const CheckpointWriteHook& hook = {});
 
   int64_t completed_steps() const { return step_; }
@@ -41,10 +45,12 @@ class Trainer {
   const AdamW& optimizer() const { return *optimizer_; }
 
  private:
+  void run_steps(int64_t until_step);
   Experiment& e_;
   std::vector<at::Tensor> params_;  // trainable tensors, for gradient clipping
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<data::Loader> loader_;
+  std::unique_ptr<GradientAverager> averager_;  // several ranks only
   int64_t step_ = 0;
   std::string run_id_;
   bool resumed_ = false, started_ = false;

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# `medvlp train` on several ranks (Gloo, processes on this machine, torchrun's environment):
+#  - 2 and 4 ranks x (global batch / N) give the weights of 1 rank x the global batch to 1e-5 after
+#    4 steps, for CLIP and for AFLoc's multi-level (local) loss;
+#  - a run resumes with a different number of ranks (2 -> 1, 1 -> 2) and still matches;
+#  - rank 0 alone writes the run folder;
+#  - a rank killed, stopped or failing makes the others exit non-zero, naming it, well within
+#    distributed.timeout_s, and the last checkpoint resumes.
+#   tests/cli/distributed_cli.sh MEDVLP_BINARY SOURCE_DIR WORK_DIR
+set -euo pipefail
+medvlp=$1
+src=$2
+work=$3
+config=$src/tests/cli/dist_train.yaml
+launch=$src/scripts/launch
+rm -rf "$work" && mkdir -p "$work"
+if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  case "${CI:-}" in true | 1 | yes) echo "FAIL: /usr/bin/python3 cannot import torch (python3-torch), which compares the weights; CI=true: a missing reference fails"; exit 1 ;; esac
+  echo "SKIP: /usr/bin/python3 cannot import torch (python3-torch), which compares the weights"; exit 77
+fi
+fail() { echo "FAIL: $*" >&2; exit 1; }
+same() { /usr/bin/python3 "$src/tests/python/same_weights.py" "$1/model.safetensors" "$2/model.safetensors" 1e-5 ||
+           fail "$1 and $2 differ"; }
+steps_logged() { /usr/bin/python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["step"]) for l in open(sys.argv[1])))' "$1"; }
+listing() { (cd "$1" && find . -path ./train.log -prune -o -print | LC_ALL=C sort | tr '\n' ' '); }
+q=(--log-level warn)
+
+# --- equivalence: 1 rank x 8 = 2 ranks x 4 = 4 ranks x 2 ---
+"$medvlp" "${q[@]}" train -c "$config" -o "$work/one" >/dev/null
+"$launch" 2 "$medvlp" "${q[@]}" train -c "$config" -o "$work/two" >/dev/null
+"$launch" 4 "$medvlp" "${q[@]}" train -c "$config" -o "$work/four" >/dev/null
+for s in 2 4; do
+  same "$work/one/checkpoints/step_$s" "$work/two/checkpoints/step_$s"
+  same "$work/one/checkpoints/step_$s" "$work/four/checkpoints/step_$s"
+done
+[ "$(listing "$work/two")" = "$(listing "$work/one")" ] || fail "2-rank run folder: $(listing "$work/two")"
+[ "$(steps_logged "$work/two/metrics.jsonl")" = "1 2 3 4" ] || fail "2-rank metrics: $(steps_logged "$work/two/metrics.jsonl")"
+grep -q '"world_size": 2' "$work/two/checkpoints/step_4/trainer_state.json" || fail "no world_size in trainer_state.json"
+# The logged loss is the mean over ranks: the one-rank loss.
+/usr/bin/python3 - "$work/one/metrics.jsonl" "$work/four/metrics.jsonl" <<'PY' || fail "logged losses differ"
+import json, sys
+a, b = ([json.loads(l)["total_loss"] for l in open(p)] for p in sys.argv[1:])
+assert all(abs(x - y) < 1e-5 for x, y in zip(a, b)) and len(a) == len(b) == 4, (a, b)
+PY
+
+local_loss=(--set 'losses=[{name: multi_level}]' --set model.local_dim=16
+            --set 'data.report={lexicon: chest_xray, max_sentences: 4, sentence_max_len: 16}')
+"$medvlp" "${q[@]}" train -c "$config" -o "$work/local-one" "${local_loss[@]}" >/dev/null
+"$launch" 2 "$medvlp" "${q[@]}" train -c "$config" -o "$work/local-two" "${local_loss[@]}" >/dev/null
+same "$work/local-one/checkpoints/step_4" "$work/local-two/checkpoints/step_4"
+
+# --- resume with another world size: 2 -> 1 and 1 -> 2 ---
+cp -r "$work/two" "$work/two-one" && rm -r "$work/two-one/checkpoints/step_4"
+"$medvlp" "${q[@]}" train -c "$config" -o "$work/two-one" --resume >/dev/null
+same "$work/one/checkpoints/step_4" "$work/two-one/checkpoints/step_4"
+cp -r "$work/one" "$work/one-two" && rm -r "$work/one-two/checkpoints/step_4"
+"$launch" 2 "$medvlp" "${q[@]}" train -c "$config" -o "$work/one-two" --resume >/dev/null
+same "$work/one/checkpoints/step_4" "$work/one-two/checkpoints/step_4"
+[ "$(steps_logged "$work/one-two/metrics.jsonl")" = "1 2 3 4" ] || fail "metrics after resume on 2 ranks"
+
+# --- a folder holding a run: every rank stops with rank 0's reason ---
+if out=$("$launch" 2 "$medvlp" train -c "$config" -o "$work/two" 2>&1); then fail "2 ranks reused a run folder"; fi
+grep -q "\[rank 1\] .*rank 0 stopped: .*already holds a run" <<<"$out" || fail "rank 1 did not give rank 0's reason: $out"
+# A global batch that does not divide over the ranks names the key.
+if out=$("$launch" 4 "$medvlp" train -c "$config" -o "$work/odd" --set train.batch_size=6 2>&1); then fail "batch 6 on 4 ranks"; fi
+grep -q "train.batch_size: is the global batch and must divide by the 4 ranks; got 6" <<<"$out" || fail "batch error: $out"
+
+# --- faults: ranks started by hand with torchrun's environment ---
+long=(--set train.steps=5000 --set train.checkpoint_every=10 --set train.keep_checkpoints=2)
+port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+start_ranks() {  # RUN_DIR EXTRA_ARGS...: starts 2 ranks, sets pid0 pid1
+  local run=$1 p
+  shift
+  p=$(port)
+  MASTER_ADDR=127.0.0.1 MASTER_PORT=$p WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 \
+    "$medvlp" "${q[@]}" train -c "$config" -o "$run" "${long[@]}" "$@" >"$run.0.log" 2>&1 &
+  pid0=$!
+  MASTER_ADDR=127.0.0.1 MASTER_PORT=$p WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 \
+    "$medvlp" "${q[@]}" train -c "$config" -o "$run" "${long[@]}" "$@" >"$run.1.log" 2>&1 &
+  pid1=$!
+}
+wait_for_checkpoint() {  # RUN_DIR STEP
+  for _ in $(seq 600); do [ -d "$1/checkpoints/step_$2" ] && return 0; sleep 0.05; done
+  fail "no checkpoint step_$2 in $1 after 30 s: $(cat "$1".*.log)"
+}
+# Waits for PID; fails unless it exits non-zero within SECONDS. Sets elapsed.
+expect_exit() {  # PID SECONDS WHAT
+  local start=$SECONDS
+  for _ in $(seq $(($2 * 20))); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  if kill -0 "$1" 2>/dev/null; then kill -9 "$1"; fail "$3 still running after $2 s"; fi
+  if wait "$1"; then fail "$3 exited 0"; fi
+  elapsed=$((SECONDS - start))
+}
+
+# Rank 1 killed: rank 0 names it, long before the 60 s timeout; the last checkpoint resumes.
+start_ranks "$work/kill1"
+wait_for_checkpoint "$work/kill1" 20
+kill -9 "$pid1"
+wait "$pid1" 2>/dev/null || true
+expect_exit "$pid0" 30 "rank 0 after rank 1 was killed"
+grep -q "distributed: rank 0: .* failed: rank 1 (pid $pid1) is gone: killed or crashed" "$work/kill1.0.log" ||
+  fail "rank 0's message: $(cat "$work/kill1.0.log")"
+last=$(ls "$work/kill1/checkpoints" | sed 's/step_//' | sort -n | tail -1)
+"$launch" 2 "$medvlp" "${q[@]}" train -c "$config" -o "$work/kill1" --resume "${long[@]}" --set train.steps=$((last + 3)) >/dev/null ||
+  fail "resume after the kill"
+[ -d "$work/kill1/checkpoints/step_$((last + 3))" ] || fail "resume after the kill wrote no step_$((last + 3))"
+echo "rank 1 killed: rank 0 stopped after ${elapsed} s (timeout 60 s); resumed from step_$last"
+
+# Rank 0 (which serves the rendezvous store) killed: rank 1 says so.
+start_ranks "$work/kill0"
+wait_for_checkpoint "$work/kill0" 20
+kill -9 "$pid0"
+wait "$pid0" 2>/dev/null || true
+expect_exit "$pid1" 30 "rank 1 after rank 0 was killed"
+grep -q "distributed: rank 1: .* failed: rank 0 is unreachable (it serves the rendezvous store): killed or crashed" "$work/kill0.1.log" ||
+  fail "rank 1's message: $(cat "$work/kill0.1.log")"
+
+# Rank 1 stopped (alive, silent): rank 0 gives up after distributed.timeout_s, not later.
+start_ranks "$work/stop1" --set distributed.timeout_s=5
+wait_for_checkpoint "$work/stop1" 20
+kill -STOP "$pid1"
+expect_exit "$pid0" 30 "rank 0 after rank 1 stopped answering"
+kill -9 "$pid1"; wait "$pid1" 2>/dev/null || true
+grep -q "no rank reported a failure; a rank that does not answer within distributed.timeout_s (5 s) fails every collective" "$work/stop1.0.log" ||
+  fail "rank 0's message: $(cat "$work/stop1.0.log")"
+echo "rank 1 stopped: rank 0 stopped after ${elapsed} s (timeout 5 s)"
+
+# Rank 1 fails with an error of its own (here a config only it reads): rank 0 prints rank 1's reason.
+p=$(port)
+MASTER_ADDR=127.0.0.1 MASTER_PORT=$p WORLD_SIZE=2 RANK=0 "$medvlp" "${q[@]}" train -c "$config" -o "$work/err1" >"$work/err1.0.log" 2>&1 &
+pid0=$!
+MASTER_ADDR=127.0.0.1 MASTER_PORT=$p WORLD_SIZE=2 RANK=1 "$medvlp" "${q[@]}" train -c "$config" -o "$work/err1" \
+  --set model.image.name=vit_nope >"$work/err1.1.log" 2>&1 && fail "rank 1 accepted an unknown encoder"
+expect_exit "$pid0" 30 "rank 0 after rank 1 failed"
+grep -q "rank 1 stopped: .*model.image.name: unknown image encoder \"vit_nope\"" "$work/err1.0.log" ||
+  fail "rank 0's message: $(cat "$work/err1.0.log")"
+echo "PASS"
