@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <cstring>
 
@@ -49,6 +51,16 @@ std::string hostname() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof(buf) - 1) != 0) return "?";
   return buf;
+}
+
+// Gone, or a zombie its parent has not reaped yet (dead all the same).
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const auto paren = line.rfind(')');  // the command name may hold spaces and parentheses
+  return paren != std::string::npos && paren + 2 < line.size() && (line[paren + 2] == 'Z' || line[paren + 2] == 'X');
 }
 
 std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
@@ -135,6 +147,9 @@ struct ProcessGroup::Impl {
         if (store->check({key})) causes.push_back("rank " + std::to_string(k) + " stopped: " + string_of(store->get(key)));
       }
       if (causes.empty()) {
+        // Ranks on this machine: a dead one is found by its pid. Its sockets close while the
+        // process is still being torn down, so look again for a moment before concluding.
+        std::vector<std::pair<int64_t, pid_t>> local;
         for (int64_t k = 0; k < world; ++k) {
           const std::string key = "pid/" + std::to_string(k);
           if (k == rank || !store->check({key})) continue;
@@ -142,8 +157,13 @@ struct ProcessGroup::Impl {
           const auto space = who.rfind(' ');
           if (space == std::string::npos || who.substr(0, space) != host) continue;
           const pid_t pid = static_cast<pid_t>(std::atoll(who.c_str() + space + 1));
-          if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH)
-            causes.push_back("rank " + std::to_string(k) + " (pid " + std::to_string(pid) + ") is gone: killed or crashed");
+          if (pid > 0) local.emplace_back(k, pid);
+        }
+        for (int attempt = 0; attempt < 40 && causes.empty() && !local.empty(); ++attempt) {
+          if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          for (const auto& [k, pid] : local)
+            if (process_gone(pid))
+              causes.push_back("rank " + std::to_string(k) + " (pid " + std::to_string(pid) + ") is gone: killed or crashed");
         }
       }
     } catch (const std::exception&) {

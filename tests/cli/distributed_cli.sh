@@ -2,6 +2,7 @@
 # `medvlp train` on several ranks (Gloo, processes on this machine, torchrun's environment):
 #  - 2 and 4 ranks x (global batch / N) give the weights of 1 rank x the global batch to 1e-5 after
 #    4 steps, for CLIP and for AFLoc's multi-level (local) loss;
+#  - the same under the real torchrun (its agent's store);
 #  - a run resumes with a different number of ranks (2 -> 1, 1 -> 2) and still matches;
 #  - rank 0 alone writes the run folder;
 #  - a rank killed, stopped or failing makes the others exit non-zero, naming it, well within
@@ -42,6 +43,14 @@ import json, sys
 a, b = ([json.loads(l)["total_loss"] for l in open(p)] for p in sys.argv[1:])
 assert all(abs(x - y) < 1e-5 for x, y in zip(a, b)) and len(a) == len(b) == 4, (a, b)
 PY
+
+# The real torchrun (python3-torch's), its agent serving the rendezvous store. Debian 12's torchrun
+# 1.13 under Python 3.11 dies at launch unless --redirects and --tee are given a stream (1: stdout).
+torchrun=$(command -v torchrun || true)
+[ -n "$torchrun" ] || fail "torchrun not found (python3-torch installs /usr/bin/torchrun)"
+"$torchrun" --nproc_per_node 2 --redirects 1 --tee 1 --log_dir "$work/torchrun-logs" --no_python \
+  "$medvlp" "${q[@]}" train -c "$config" -o "$work/torchrun" >"$work/torchrun.log" 2>&1 || fail "torchrun: $(tail -20 "$work/torchrun.log")"
+same "$work/one/checkpoints/step_4" "$work/torchrun/checkpoints/step_4"
 
 local_loss=(--set 'losses=[{name: multi_level}]' --set model.local_dim=16
             --set 'data.report={lexicon: chest_xray, max_sentences: 4, sentence_max_len: 16}')
