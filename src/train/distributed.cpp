@@ -85,10 +85,10 @@ DistOptions DistOptions::from_env() {
     // torchrun's agent already serves a TCPStore at MASTER_ADDR:MASTER_PORT; rank 0 must not bind it again.
     o.store_served_elsewhere = env("TORCHELASTIC_USE_AGENT_STORE") == "True";
     if (!env("TORCHELASTIC_RESTART_COUNT").empty()) o.store_prefix = "medvlp/" + env("TORCHELASTIC_RESTART_COUNT") + "/";
-  } else if (!env("SLURM_PROCID").empty() && (!env("SLURM_STEP_NUM_TASKS").empty() || !env("SLURM_STEP_ID").empty())) {
-    // Inside an srun step (a batch script itself runs one process even when it asked for many tasks).
-    const std::string tasks = !env("SLURM_STEP_NUM_TASKS").empty() ? env("SLURM_STEP_NUM_TASKS") : env("SLURM_NTASKS");
-    if (tasks.empty()) return o;
+  } else if (!env("SLURM_PROCID").empty() && !env("SLURM_STEP_NUM_TASKS").empty()) {
+    // Inside an srun step, which sets SLURM_STEP_NUM_TASKS (a batch script itself is one process
+    // even when the job asked for many tasks: SLURM_NTASKS counts the job's).
+    const std::string tasks = env("SLURM_STEP_NUM_TASKS");
     o.rank = env_int("SLURM_PROCID", env("SLURM_PROCID"));
     o.world_size = env_int("SLURM_STEP_NUM_TASKS", tasks);
     o.local_rank = env("SLURM_LOCALID").empty() ? 0 : env_int("SLURM_LOCALID", env("SLURM_LOCALID"));
