@@ -338,6 +338,7 @@ struct GradientAverager::Bucket {
   std::vector<int64_t> offset;  // each param's first element in `flat`
   at::Tensor flat;              // gradients, then one flag per param (1: this rank has a gradient)
   int64_t pending = 0;          // params whose gradient has not arrived in this backward
+  std::vector<char> reported;   // per param: its gradient is in `flat`
   bool launched = false;
 };
 
@@ -392,16 +393,18 @@ int64_t GradientAverager::bytes_per_step() const {
   return n;
 }
 
-void GradientAverager::prepare() {
+void GradientAverager::prepare(bool accumulated) {
   std::lock_guard<std::mutex> lock(*mutex_);
   for (auto& b : buckets_) {
     b.flat.zero_();
     b.pending = static_cast<int64_t>(b.params.size());
+    b.reported.assign(b.params.size(), 0);
     b.launched = false;
   }
   works_.clear();
   next_ = 0;
   armed_ = true;
+  accumulated_ = accumulated;
 }
 
 void GradientAverager::on_gradient(size_t i, const at::Tensor& grad) {
@@ -410,8 +413,13 @@ void GradientAverager::on_gradient(size_t i, const at::Tensor& grad) {
   const auto [k, j] = bucket_of_[i];
   Bucket& b = buckets_[k];
   const int64_t grads = b.flat.numel() - static_cast<int64_t>(b.params.size());
-  b.flat.narrow(0, b.offset[j], grad.numel()).copy_(grad.reshape(-1));
+  at::Tensor slot = b.flat.narrow(0, b.offset[j], grad.numel());
+  slot.copy_(grad.reshape(-1));
+  // The hook runs before autograd adds this gradient to `.grad`, which holds the earlier micro-batches'.
+  const at::Tensor& earlier = params_[i].grad();
+  if (accumulated_ && earlier.defined()) slot.add_(earlier.reshape(-1));
   b.flat.narrow(0, grads + static_cast<int64_t>(j), 1).fill_(1);
+  b.reported[j] = 1;
   if (--b.pending == 0) launch_ready();
 }
 
@@ -428,7 +436,18 @@ void GradientAverager::finish() {
   {
     std::lock_guard<std::mutex> lock(*mutex_);
     armed_ = false;
-    for (auto& b : buckets_) b.pending = 0;  // tensors with no gradient this step send zeros
+    for (auto& b : buckets_) {
+      if (b.launched) continue;
+      const int64_t grads = b.flat.numel() - static_cast<int64_t>(b.params.size());
+      for (size_t j = 0; j < b.params.size(); ++j) {
+        // Not reached by the last backward: what earlier micro-batches accumulated, or zeros.
+        const at::Tensor& g = params_[b.params[j]].grad();
+        if (b.reported[j] || !accumulated_ || !g.defined()) continue;
+        b.flat.narrow(0, b.offset[j], g.numel()).copy_(g.reshape(-1));
+        b.flat.narrow(0, grads + static_cast<int64_t>(j), 1).fill_(1);
+      }
+      b.pending = 0;
+    }
     launch_ready();
   }
   for (auto& w : works_) group_->wait(w);

@@ -206,13 +206,19 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir, st
   e.tokenizer = build_tokenizer(e.config, text_node, e.train_set, run_dir, e.group);
 
   const core::ConfigNode train = root.child("train");
-  e.loader.batch_size = train.get_int("batch_size", 64, 2, 1 << 20);
+  e.train.batch_size = train.get_int("batch_size", 64, 2, 1 << 20);
+  e.train.accumulate = train.get_int("accumulate", 1, 1, 1 << 20);
   e.loader.seed = e.seed;
+  const int64_t world = e.group ? e.group->world_size() : 1;
+  if (e.train.batch_size % (world * e.train.accumulate) != 0)
+    train.fail("batch_size", "is the global batch and must divide into " + std::to_string(e.train.accumulate) +
+                                 " micro-batch(es) (train.accumulate) on each of " + std::to_string(world) +
+                                 " rank(s); got " + std::to_string(e.train.batch_size));
+  // The loader yields micro-batches: one optimizer step consumes `accumulate` of them.
+  e.loader.batch_size = e.train.batch_size / e.train.accumulate;
+  if (e.loader.batch_size < 2) train.fail("accumulate", "leaves micro-batches of " + std::to_string(e.loader.batch_size) +
+                                                           " sample; a contrastive loss needs at least 2");
   if (e.group) {
-    const int64_t world = e.group->world_size();
-    if (e.loader.batch_size % world != 0)
-      train.fail("batch_size", "is the global batch and must divide by the " + std::to_string(world) +
-                                   " ranks; got " + std::to_string(e.loader.batch_size));
     e.loader.rank = e.group->rank();
     e.loader.world_size = world;
   }

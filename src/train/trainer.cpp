@@ -79,8 +79,8 @@ void Trainer::resume(const std::string& checkpoint_dir) {
     optimizer_->load_state(c.optimizer, c.state.at("optimizer_steps").get<int64_t>());
     MEDVLP_CHECK(c.state.value("seed", uint64_t{0}) == e_.seed, "the checkpoint was trained with seed ",
                  c.state.value("seed", uint64_t{0}), " but the config says ", e_.seed);
-    MEDVLP_CHECK(c.state.value("batch_size", int64_t{0}) == e_.loader.batch_size, "the checkpoint used batch_size ",
-                 c.state.value("batch_size", int64_t{0}), " but the config says ", e_.loader.batch_size);
+    MEDVLP_CHECK(c.state.value("batch_size", int64_t{0}) == e_.train.batch_size, "the checkpoint used batch_size ",
+                 c.state.value("batch_size", int64_t{0}), " but the config says ", e_.train.batch_size);
   } catch (const Error& err) {
     throw err.with_context("resume from " + checkpoint_dir);
   } catch (const nlohmann::json::exception& err) {
@@ -93,57 +93,75 @@ void Trainer::resume(const std::string& checkpoint_dir) {
   core::log_info("resumed from ", checkpoint_dir, " at step ", step_);
 }
 
-nlohmann::json Trainer::step(const data::Batch& host_batch) {
-  // Any randomness inside the step (dropout, masking) draws from a generator seeded by the step.
-  torch::manual_seed(data::mix_seed(e_.seed, 0x73746570ull, static_cast<uint64_t>(step_)));
-  e_.model->train();
-  const bool cuda = e_.device.is_cuda();
-  data::Batch batch = host_batch.to(e_.device, /*non_blocking=*/cuda);
-  batch.images = (batch.images - e_.image_mean) / e_.image_std;
-  const bool bf16 = cuda && e_.train.precision != "fp32";
+nlohmann::json Trainer::step(const data::Batch& batch) { return step(std::vector<data::Batch>{batch}); }
 
-  models::Encoded encoded;
-  {
-    compat::CudaAutocast autocast(bf16, at::kBFloat16);
-    encoded = e_.model->forward(batch);
-  }
+nlohmann::json Trainer::step(const std::vector<data::Batch>& micro_batches) {
+  MEDVLP_CHECK(!micro_batches.empty(), "trainer: a step needs at least one batch");
+  const auto micros = static_cast<int64_t>(micro_batches.size());
+  e_.model->train();
   for (auto& l : e_.losses) l.loss->train();
+  const bool cuda = e_.device.is_cuda();
+  const bool bf16 = cuda && e_.train.precision != "fp32";
   const losses::LossContext context = make_loss_context(e_.group, step_, /*training=*/true);
-  at::Tensor total = torch::zeros({}, torch::TensorOptions().device(e_.device));
+  optimizer_->zero_grad();
   std::vector<std::string> names{"total_loss"};
-  std::vector<at::Tensor> values;
-  for (size_t i = 0; i < e_.losses.size(); ++i) {
-    const auto& wl = e_.losses[i];
-    losses::LossOutput out = wl.loss->forward(encoded, batch, context);
-    total = total + wl.weight * out.total;
-    const std::string prefix = e_.losses.size() > 1 ? wl.name + "." : "";
-    names.push_back(prefix + "loss");
-    values.push_back(out.total.detach().to(torch::kDouble).reshape({}));
-    for (const auto& [name, value] : out.terms) {
-      names.push_back(prefix + name);
-      values.push_back(value.detach().to(torch::kDouble).reshape({}));
+  at::Tensor sums;  // per logged name, summed over micro-batches (each already the mean over ranks)
+  for (int64_t m = 0; m < micros; ++m) {
+    // Any randomness inside the step (dropout, masking) draws from a generator seeded by the step
+    // (and the micro-batch after the first).
+    uint64_t seed = data::mix_seed(e_.seed, 0x73746570ull, static_cast<uint64_t>(step_));
+    if (m > 0) seed = data::mix_seed(seed, 0x6d696372ull, static_cast<uint64_t>(m));
+    torch::manual_seed(seed);
+    data::Batch batch = micro_batches[static_cast<size_t>(m)].to(e_.device, /*non_blocking=*/cuda);
+    batch.images = (batch.images - e_.image_mean) / e_.image_std;
+    models::Encoded encoded;
+    {
+      compat::CudaAutocast autocast(bf16, at::kBFloat16);
+      encoded = e_.model->forward(batch);
     }
+    at::Tensor total = torch::zeros({}, torch::TensorOptions().device(e_.device));
+    std::vector<at::Tensor> values;
+    for (size_t i = 0; i < e_.losses.size(); ++i) {
+      const auto& wl = e_.losses[i];
+      losses::LossOutput out = wl.loss->forward(encoded, batch, context);
+      total = total + wl.weight * out.total;
+      const std::string prefix = e_.losses.size() > 1 ? wl.name + "." : "";
+      if (m == 0) names.push_back(prefix + "loss");
+      values.push_back(out.total.detach().to(torch::kDouble).reshape({}));
+      for (const auto& [name, value] : out.terms) {
+        if (m == 0) names.push_back(prefix + name);
+        values.push_back(value.detach().to(torch::kDouble).reshape({}));
+      }
+    }
+    values.insert(values.begin(), total.detach().to(torch::kDouble).reshape({}));
+    at::Tensor logged = torch::stack(values).cpu().contiguous();
+    MEDVLP_CHECK(logged.numel() == static_cast<int64_t>(names.size()), "trainer: the losses' terms changed between micro-batches");
+    if (e_.group) {
+      // Every rank logs (and judges finiteness by) the mean over ranks, so all stop together.
+      e_.group->all_reduce_sum(logged);
+      logged /= static_cast<double>(e_.group->world_size());
+    }
+    const double loss_value = logged.data_ptr<double>()[0];
+    if (!std::isfinite(loss_value)) {
+      nlohmann::json terms;
+      for (size_t i = 1; i < names.size(); ++i) terms[names[i]] = logged.data_ptr<double>()[i];
+      throw Error("step " + std::to_string(step_ + 1) +
+                  (micros > 1 ? " (micro-batch " + std::to_string(m + 1) + " of " + std::to_string(micros) + ")" : std::string()) +
+                  ": loss is " + (std::isnan(loss_value) ? std::string("nan") : std::to_string(loss_value)) + " (terms " +
+                  terms.dump() + "); stopping before the update, the last checkpoint is intact. "
+                  "Lower optim.lr or check the data.");
+    }
+    sums = m == 0 ? logged : sums + logged;
+    // The last micro-batch's backward sends the accumulated gradients as its hooks fire.
+    if (averager_ && m == micros - 1) averager_->prepare(/*accumulated=*/micros > 1);
+    (micros > 1 ? total / static_cast<double>(micros) : total).backward();
   }
-  values.insert(values.begin(), total.detach().to(torch::kDouble).reshape({}));
-  at::Tensor logged = torch::stack(values).cpu().contiguous();
-  if (e_.group) {
-    // Every rank logs (and judges finiteness by) the mean over ranks, so all stop together.
-    e_.group->all_reduce_sum(logged);
-    logged /= static_cast<double>(e_.group->world_size());
-  }
+  if (averager_) averager_->finish();
+  if (micros > 1) sums /= static_cast<double>(micros);
   nlohmann::json metrics;
-  const double* v = logged.data_ptr<double>();
+  const double* v = sums.data_ptr<double>();
   for (size_t i = 1; i < names.size(); ++i) metrics[names[i]] = v[i];
   const double loss_value = v[0];
-  if (!std::isfinite(loss_value))
-    throw Error("step " + std::to_string(step_ + 1) + ": loss is " +
-                (std::isnan(loss_value) ? std::string("nan") : std::to_string(loss_value)) + " (terms " +
-                metrics.dump() + "); stopping before the update, the last checkpoint is intact. "
-                "Lower optim.lr or check the data.");
-  optimizer_->zero_grad();
-  if (averager_) averager_->prepare();
-  total.backward();
-  if (averager_) averager_->finish();
   double grad_norm = 0.0;
   if (e_.train.grad_clip > 0.0) grad_norm = torch::nn::utils::clip_grad_norm_(params_, e_.train.grad_clip);
   const double lr = e_.schedule.at(step_);
@@ -162,12 +180,14 @@ std::string Trainer::save(const CheckpointWriteHook& hook) {
   c.model = e_.state_tensors();
   c.optimizer = optimizer_->state();
   const int64_t per_epoch = loader_->batches_per_epoch();
+  const int64_t consumed = step_ * e_.train.accumulate;  // loader batches
   c.state = {{"step", step_},
              {"optimizer_steps", optimizer_->steps()},
-             {"epoch", step_ / per_epoch},
-             {"batch_in_epoch", step_ % per_epoch},
+             {"epoch", consumed / per_epoch},
+             {"batch_in_epoch", consumed % per_epoch},
              {"seed", e_.seed},
-             {"batch_size", e_.loader.batch_size},
+             {"batch_size", e_.train.batch_size},
+             {"accumulate", e_.train.accumulate},
              {"world_size", e_.group ? e_.group->world_size() : 1},
              {"torch_version", TORCH_VERSION},
              {"run_id", run_id_}};
@@ -209,25 +229,33 @@ void Trainer::run_steps(int64_t until_step) {
   const int64_t per_epoch = loader_->batches_per_epoch();
   const auto start = std::chrono::steady_clock::now();
   const int64_t first_step = step_;
-  int64_t epoch = step_ / per_epoch;
-  loader_->start(epoch, step_ % per_epoch);
+  // The position is global (loader batches consumed), so it does not depend on the number of ranks.
+  const int64_t accumulate = e_.train.accumulate;
+  int64_t epoch = step_ * accumulate / per_epoch;
+  loader_->start(epoch, step_ * accumulate % per_epoch);
   core::log_info("training ", step_, " -> ", target, " steps on ", e_.device.str(), " (", per_epoch,
-                 " batches of ", e_.loader.batch_size, " per epoch", e_.group ? " over " + std::to_string(e_.group->world_size()) + " ranks" : std::string(), ")");
+                 " batches of ", e_.loader.batch_size, " per epoch",
+                 accumulate > 1 ? ", " + std::to_string(accumulate) + " per step" : std::string(),
+                 e_.group ? " over " + std::to_string(e_.group->world_size()) + " ranks" : std::string(), ")");
   double loss_ema = std::nan("");
   while (step_ < target) {
-    data::Batch batch;
-    if (!loader_->next(&batch)) {
-      loader_->start(++epoch, 0);
-      continue;
+    std::vector<data::Batch> micro_batches;
+    while (static_cast<int64_t>(micro_batches.size()) < accumulate) {
+      data::Batch batch;
+      if (!loader_->next(&batch)) {
+        loader_->start(++epoch, 0);
+        continue;
+      }
+      micro_batches.push_back(std::move(batch));
     }
-    nlohmann::json m = step(batch);
+    nlohmann::json m = step(micro_batches);
     const double loss = m["total_loss"].get<double>();
     loss_ema = std::isnan(loss_ema) ? loss : 0.95 * loss_ema + 0.05 * loss;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double steps_per_s = static_cast<double>(step_ - first_step) / std::max(elapsed, 1e-9);
     if (writer && (step_ % e_.train.log_every == 0 || step_ == target)) {
       m["epoch"] = epoch;
-      m["images_per_s"] = steps_per_s * static_cast<double>(e_.loader.batch_size);
+      m["images_per_s"] = steps_per_s * static_cast<double>(e_.train.batch_size);
       m["elapsed_s"] = elapsed;
       metrics_file << m.dump() << "\n" << std::flush;
       // A full disk must stop the run here, not leave a metrics log with silently missing steps.
@@ -246,7 +274,7 @@ void Trainer::run_steps(int64_t until_step) {
       const double eta = static_cast<double>(target - step_) / std::max(steps_per_s, 1e-9);
       std::fprintf(stderr, "\r[%s%s] %lld/%lld loss %.4f %.1f img/s ETA %s ", std::string(filled, '#').c_str(),
                    std::string(width - filled, '.').c_str(), static_cast<long long>(step_),
-                   static_cast<long long>(target), loss_ema, steps_per_s * static_cast<double>(e_.loader.batch_size),
+                   static_cast<long long>(target), loss_ema, steps_per_s * static_cast<double>(e_.train.batch_size),
                    format_duration(eta).c_str());
       std::fflush(stderr);
     }

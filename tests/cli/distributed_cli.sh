@@ -2,7 +2,8 @@
 # `medvlp train` on several ranks (Gloo, processes on this machine, torchrun's environment):
 #  - 2 and 4 ranks x (global batch / N) give the weights of 1 rank x the global batch to 1e-5 after
 #    4 steps, for CLIP and for AFLoc's multi-level (local) loss;
-#  - the same under the real torchrun (its agent's store);
+#  - the same under the real torchrun (its agent's store) and with medvlp train --nproc 2;
+#  - gradient accumulation gives the same weights on 1 and 2 ranks, and resumes;
 #  - a run resumes with a different number of ranks (2 -> 1, 1 -> 2) and still matches;
 #  - rank 0 alone writes the run folder;
 #  - a rank killed, stopped or failing makes the others exit non-zero, naming it, well within
@@ -52,11 +53,34 @@ torchrun=$(command -v torchrun || true)
   "$medvlp" "${q[@]}" train -c "$config" -o "$work/torchrun" >"$work/torchrun.log" 2>&1 || fail "torchrun: $(tail -20 "$work/torchrun.log")"
 same "$work/one/checkpoints/step_4" "$work/torchrun/checkpoints/step_4"
 
+# medvlp train --nproc 2: the ranks started by medvlp itself.
+"$medvlp" "${q[@]}" train -c "$config" -o "$work/nproc" --nproc 2 >/dev/null
+same "$work/one/checkpoints/step_4" "$work/nproc/checkpoints/step_4"
+if out=$(WORLD_SIZE=2 "$medvlp" train -c "$config" -o "$work/nproc-in-launcher" --nproc 2 2>&1); then fail "--nproc under a launcher"; fi
+grep -q "starts ranks itself, but WORLD_SIZE is already set" <<<"$out" || fail "--nproc under a launcher: $out"
+
 local_loss=(--set 'losses=[{name: multi_level}]' --set model.local_dim=16
             --set 'data.report={lexicon: chest_xray, max_sentences: 4, sentence_max_len: 16}')
 "$medvlp" "${q[@]}" train -c "$config" -o "$work/local-one" "${local_loss[@]}" >/dev/null
 "$launch" 2 "$medvlp" "${q[@]}" train -c "$config" -o "$work/local-two" "${local_loss[@]}" >/dev/null
 same "$work/local-one/checkpoints/step_4" "$work/local-two/checkpoints/step_4"
+
+# --- gradient accumulation: 2 micro-batches of 4 per step, on 1 and on 2 ranks (the same micro-batches) ---
+accum=(--set train.accumulate=2)
+"$medvlp" "${q[@]}" train -c "$config" -o "$work/accum-one" "${accum[@]}" >/dev/null
+"$launch" 2 "$medvlp" "${q[@]}" train -c "$config" -o "$work/accum-two" "${accum[@]}" >/dev/null
+same "$work/accum-one/checkpoints/step_4" "$work/accum-two/checkpoints/step_4"
+# It does change the computation: a CLIP loss over micro-batches of 4 is not the loss over 8.
+if /usr/bin/python3 "$src/tests/python/same_weights.py" "$work/one/checkpoints/step_4/model.safetensors" \
+     "$work/accum-one/checkpoints/step_4/model.safetensors" 1e-4 >/dev/null 2>&1; then
+  fail "train.accumulate=2 trained the same weights as one batch of 8"
+fi
+cp -r "$work/accum-two" "$work/accum-resume" && rm -r "$work/accum-resume/checkpoints/step_4"
+"$medvlp" "${q[@]}" train -c "$config" -o "$work/accum-resume" --resume "${accum[@]}" >/dev/null
+same "$work/accum-one/checkpoints/step_4" "$work/accum-resume/checkpoints/step_4"
+if out=$("$medvlp" train -c "$config" -o "$work/accum-odd" --set train.accumulate=3 2>&1); then fail "batch 8 in 3 micro-batches"; fi
+grep -q "train.batch_size: is the global batch and must divide into 3 micro-batch(es) (train.accumulate) on each of 1 rank(s); got 8" <<<"$out" ||
+  fail "accumulate error: $out"
 
 # --- resume with another world size: 2 -> 1 and 1 -> 2 ---
 cp -r "$work/two" "$work/two-one" && rm -r "$work/two-one/checkpoints/step_4"
@@ -72,7 +96,8 @@ if out=$("$launch" 2 "$medvlp" train -c "$config" -o "$work/two" 2>&1); then fai
 grep -q "\[rank 1\] .*rank 0 stopped: .*already holds a run" <<<"$out" || fail "rank 1 did not give rank 0's reason: $out"
 # A global batch that does not divide over the ranks names the key.
 if out=$("$launch" 4 "$medvlp" train -c "$config" -o "$work/odd" --set train.batch_size=6 2>&1); then fail "batch 6 on 4 ranks"; fi
-grep -q "train.batch_size: is the global batch and must divide by the 4 ranks; got 6" <<<"$out" || fail "batch error: $out"
+grep -q "train.batch_size: is the global batch and must divide into 1 micro-batch(es) (train.accumulate) on each of 4 rank(s); got 6" <<<"$out" ||
+  fail "batch error: $out"
 
 # --- faults: ranks started by hand with torchrun's environment ---
 long=(--set train.steps=5000 --set train.checkpoint_every=10 --set train.keep_checkpoints=2)

@@ -179,3 +179,27 @@ TEST(ProcessGroup, BroadcastsBytesAndTensors) {
     EXPECT_TRUE(torch::equal(t, torch::arange(6, torch::kFloat)));
   });
 }
+
+// Gradient accumulation: only the last micro-batch's backward is armed; what reaches a tensor in
+// earlier micro-batches only (`early`) is sent by finish() from `.grad`, what reaches it in both
+// (`w`) is the hook's gradient plus `.grad`. Expected: the mean over ranks of the sums over micro-batches.
+TEST(GradientAverager, SendsAccumulatedGradientsOfMicroBatches) {
+  run_ranks(2, [](train::ProcessGroup& group) {
+    const double r = static_cast<double>(group.rank());
+    at::Tensor w = torch::linspace(-1, 1, 6).requires_grad_();
+    at::Tensor early = torch::linspace(1, 2, 3).requires_grad_();  // first micro-batch only
+    at::Tensor late = torch::linspace(2, 3, 4).requires_grad_();   // last micro-batch only
+    auto shared = std::shared_ptr<train::ProcessGroup>(&group, [](train::ProcessGroup*) {});
+    train::GradientAverager averager(shared, {w, early, late}, /*bucket_bytes=*/16);
+    // micro-batch 1: d/dw = (r + 1), d/dearly = 2 early (r + 1)
+    ((w * (r + 1)).sum() + (early * early).sum() * (r + 1)).backward();
+    averager.prepare(/*accumulated=*/true);
+    // micro-batch 2: d/dw = 10 (r + 1), d/dlate = 3 (r + 1)
+    ((w * 10.0 * (r + 1)).sum() + (late * 3.0 * (r + 1)).sum()).backward();
+    averager.finish();
+    const double mean = (1.0 + 2.0) / 2.0;  // mean over ranks of (r + 1)
+    EXPECT_TRUE(torch::allclose(w.grad(), torch::full({6}, 11.0 * mean)));
+    EXPECT_TRUE(torch::allclose(early.grad(), early.detach() * 2.0 * mean));
+    EXPECT_TRUE(torch::allclose(late.grad(), torch::full({4}, 3.0 * mean)));
+  });
+}

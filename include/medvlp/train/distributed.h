@@ -87,7 +87,10 @@ class ProcessGroup {
 /// gradient is computed, so communication overlaps the rest of backward. A tensor that got no
 /// gradient on any rank keeps none (AdamW then skips it, as on one rank); one that got a gradient
 /// on some ranks only gets the mean with zeros for the others.
-/// Usage per step: prepare(); loss.backward(); finish().
+/// Usage per step: prepare(); loss.backward(); finish(). With gradient accumulation, call
+/// prepare(true) before the last micro-batch's backward only: the hooks then send each gradient
+/// plus what earlier micro-batches accumulated in `.grad`, and finish() sends the accumulated
+/// gradient of tensors the last micro-batch did not reach.
 class GradientAverager {
  public:
   GradientAverager(std::shared_ptr<ProcessGroup> group, std::vector<at::Tensor> params,
@@ -95,8 +98,8 @@ class GradientAverager {
   ~GradientAverager();
   GradientAverager(const GradientAverager&) = delete;
   GradientAverager& operator=(const GradientAverager&) = delete;
-  /// Arms the hooks for the next backward.
-  void prepare();
+  /// Arms the hooks for the next backward; `accumulated`: `.grad` holds earlier micro-batches' sum.
+  void prepare(bool accumulated = false);
   /// Sends what backward did not, waits for every bucket and writes the means into `.grad`.
   void finish();
   /// Bytes one step sends into the all-reduce (gradients and flags).
@@ -114,7 +117,7 @@ class GradientAverager {
   std::vector<unsigned> hooks_;
   std::vector<std::shared_ptr<ProcessGroup::Pending>> works_;
   size_t next_ = 0;  // the first bucket not yet launched
-  bool armed_ = false;
+  bool armed_ = false, accumulated_ = false;
   std::unique_ptr<std::mutex> mutex_;
 };
 

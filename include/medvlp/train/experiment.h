@@ -23,6 +23,8 @@ namespace medvlp::train {
 /// The `train` section.
 struct TrainOptions {
   int64_t steps = 1000;
+  int64_t batch_size = 64;         // the global batch of one optimizer step (all ranks, all micro-batches)
+  int64_t accumulate = 1;          // micro-batches per optimizer step (the loader's batch is batch_size / accumulate)
   int64_t log_every = 10;
   int64_t checkpoint_every = 500;  // 0: only at the end
   int64_t keep_checkpoints = 2;    // 0: keep all

@@ -34,6 +34,11 @@ class Trainer {
   void run(int64_t until_step = -1);
   /// One optimization step on `batch`; returns the logged metrics.
   nlohmann::json step(const data::Batch& batch);
+  /// One optimization step over micro-batches (gradient accumulation): the gradient is the mean of
+  /// the micro-batches' gradients and the metrics their means. A contrastive loss sees only its own
+  /// micro-batch's samples (on every rank) as negatives: accumulation saves memory, it does not
+  /// enlarge the set of negatives.
+  nlohmann::json step(const std::vector<data::Batch>& micro_batches);
   /// Writes a checkpoint of the current state and returns its folder ("" on ranks other than 0,
   /// which write nothing).
   std::string save(const CheckpointWriteHook& hook = {});
