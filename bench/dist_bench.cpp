@@ -23,12 +23,14 @@ using namespace medvlp;
 int main(int argc, char** argv) {
   CLI::App app{"medvlp data-parallel step benchmark"};
   int64_t batch = 16, steps = 20, image = 64, seq = 32, dim = 192, depth = 4;
+  double bucket_mb = 25;
   app.add_option("--batch", batch, "per-rank batch");
   app.add_option("--steps", steps, "timed steps (after 3 warm-up steps)");
   app.add_option("--image", image, "image side (1 channel)");
   app.add_option("--seq", seq, "text length");
   app.add_option("--dim", dim, "encoder width");
   app.add_option("--depth", depth, "ViT blocks (BERT gets half)");
+  app.add_option("--bucket-mb", bucket_mb, "gradient bucket size in MB (DDP's bucket_cap_mb)");
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(1);
 
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
   for (auto& p : params) count += p.numel();
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-4));
   std::unique_ptr<train::GradientAverager> averager;
-  if (group) averager = std::make_unique<train::GradientAverager>(group, params);
+  if (group) averager = std::make_unique<train::GradientAverager>(group, params, static_cast<int64_t>(bucket_mb * (1 << 20)));
 
   torch::manual_seed(static_cast<uint64_t>(1 + rank));  // each rank its own samples
   const at::Tensor images = torch::randn({batch, 1, image, image});

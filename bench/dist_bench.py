@@ -59,6 +59,7 @@ def main():
     ap.add_argument("--seq", type=int, default=32)
     ap.add_argument("--dim", type=int, default=192)
     ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--bucket-mb", type=float, default=25)
     a = ap.parse_args()
     torch.set_num_threads(1)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -68,7 +69,7 @@ def main():
     torch.manual_seed(0)
     model = Clip(a.dim, a.image, a.depth, a.seq)
     count = sum(p.numel() for p in model.parameters())
-    net = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=25) if world > 1 else model
+    net = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=a.bucket_mb) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     torch.manual_seed(1 + rank)
     images = torch.randn(a.batch, 1, a.image, a.image)
