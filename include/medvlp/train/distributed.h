@@ -42,7 +42,9 @@ struct DistOptions {
 
 /// A c10d Gloo process group. All collectives are blocking; a collective that fails (a rank died,
 /// threw, or did not answer within the timeout) throws medvlp::Error naming the rank(s) at fault
-/// as far as the rendezvous store can tell.
+/// as far as the rendezvous store can tell. Constructing one sets SIGPIPE to ignored when it was
+/// at its default (as Python does at start-up), so a write to a dead peer fails instead of killing
+/// the process.
 class ProcessGroup {
  public:
   explicit ProcessGroup(const DistOptions& options);
