@@ -76,7 +76,8 @@ int spawn_local_ranks(int64_t n) {
   for (int64_t r = 0; r < n; ++r) {
     const std::vector<std::pair<std::string, std::string>> ours{
         {"RANK", std::to_string(r)}, {"LOCAL_RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(n)},
-        {"LOCAL_WORLD_SIZE", std::to_string(n)}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}};
+        {"LOCAL_WORLD_SIZE", std::to_string(n)}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port},
+        {"MEDVLP_RANK_LABEL", "rank " + std::to_string(r)}};
     std::vector<std::string> env;
     for (char** e = environ; *e; ++e) {
       const std::string entry = *e;

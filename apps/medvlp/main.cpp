@@ -1,4 +1,5 @@
 // medvlp: train, evaluate and generate data for medical vision-language pretraining.
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
@@ -36,15 +37,19 @@ int main(int argc, char** argv) {
   add("inspect", "geometry, metadata and pixel statistics of DICOM / CT series / NIfTI / PNG / JPEG",
       medvlp::app::add_inspect);
   CLI11_PARSE(app, argc, argv);
+  // Ranks started by `medvlp train --nproc N` share one terminal: label their lines.
+  const char* label = std::getenv("MEDVLP_RANK_LABEL");
+  const std::string prefix = label && *label ? "[" + std::string(label) + "] " : "";
   try {
+    if (!prefix.empty()) medvlp::core::set_log_prefix(prefix);
     medvlp::core::set_log_level(log_level);
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
   } catch (const medvlp::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << prefix << "error: " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "internal error: " << e.what() << "\n";
+    std::cerr << prefix << "internal error: " << e.what() << "\n";
     return 2;
   }
   return 0;

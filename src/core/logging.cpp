@@ -37,6 +37,13 @@ void set_log_level(const std::string& level) {
   log().set_level(parsed);
 }
 
+void set_log_prefix(const std::string& prefix) {
+  // spdlog patterns treat '%' specially; a prefix is plain text.
+  std::string escaped;
+  for (char c : prefix) escaped += c == '%' ? std::string("%%") : std::string(1, c);
+  log().sinks().front()->set_pattern(escaped + "[%H:%M:%S.%e] [%^%l%$] %v");
+}
+
 void add_log_file(const std::string& path) {
   try {
     auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);

@@ -54,8 +54,9 @@ torchrun=$(command -v torchrun || true)
 same "$work/one/checkpoints/step_4" "$work/torchrun/checkpoints/step_4"
 
 # medvlp train --nproc 2: the ranks started by medvlp itself.
-"$medvlp" "${q[@]}" train -c "$config" -o "$work/nproc" --nproc 2 >/dev/null
+"$medvlp" train -c "$config" -o "$work/nproc" --nproc 2 >/dev/null 2>"$work/nproc.err"
 same "$work/one/checkpoints/step_4" "$work/nproc/checkpoints/step_4"
+grep -q '^\[rank 1\] \[.*\] \[info\] training 0 -> 4 steps' "$work/nproc.err" || fail "--nproc: rank 1's log lines are not labelled: $(cat "$work/nproc.err")"
 if out=$(WORLD_SIZE=2 "$medvlp" train -c "$config" -o "$work/nproc-in-launcher" --nproc 2 2>&1); then fail "--nproc under a launcher"; fi
 grep -q "starts ranks itself, but WORLD_SIZE is already set" <<<"$out" || fail "--nproc under a launcher: $out"
 

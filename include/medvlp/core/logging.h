@@ -9,5 +9,7 @@ namespace medvlp::core {
 void set_log_level(const std::string& level);
 /// Also writes log lines to `path` (appending), e.g. RUN_DIR/train.log.
 void add_log_file(const std::string& path);
+/// Starts every terminal log line with `prefix` (e.g. "[rank 1] " when ranks share a terminal).
+void set_log_prefix(const std::string& prefix);
 
 }  // namespace medvlp::core
