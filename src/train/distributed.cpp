@@ -10,11 +10,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <thread>
 #include <utility>
-#include <cstring>
 
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -22,7 +22,6 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
-#include "../core/log.h"
 #include "medvlp/core/config.h"
 #include "medvlp/core/error.h"
 
@@ -256,7 +255,6 @@ ProcessGroup::~ProcessGroup() = default;
 int64_t ProcessGroup::rank() const { return impl_->rank; }
 int64_t ProcessGroup::world_size() const { return impl_->world; }
 int64_t ProcessGroup::local_rank() const { return impl_->local_rank; }
-double ProcessGroup::timeout_seconds() const { return impl_->timeout_s; }
 
 at::Tensor ProcessGroup::all_gather(const at::Tensor& local) {
   std::vector<at::Tensor> input{local.detach().contiguous()};
@@ -272,17 +270,6 @@ void ProcessGroup::all_reduce_sum(at::Tensor& tensor) {
   std::vector<at::Tensor> list{tensor};
   auto work = impl_->launch([&] { return impl_->pg->allreduce(list); }, "all-reduce");
   impl_->wait(work, "all-reduce");
-}
-
-void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>& tensors) {
-  std::vector<std::vector<at::Tensor>> lists;
-  for (const auto& t : tensors) {
-    MEDVLP_CHECK(t.is_contiguous(), "distributed: all_reduce_sum needs contiguous tensors");
-    lists.push_back({t});
-  }
-  std::vector<decltype(impl_->pg->allreduce(lists[0]))> works;
-  for (auto& l : lists) works.push_back(impl_->launch([&] { return impl_->pg->allreduce(l); }, "all-reduce"));
-  for (auto& w : works) impl_->wait(w, "all-reduce");
 }
 
 void ProcessGroup::broadcast(at::Tensor& tensor, int64_t root) {
@@ -336,7 +323,8 @@ void ProcessGroup::report_failure(const std::string& message) noexcept {
 struct GradientAverager::Bucket {
   std::vector<size_t> params;   // indices into params_
   std::vector<int64_t> offset;  // each param's first element in `flat`
-  at::Tensor flat;              // gradients, then one flag per param (1: this rank has a gradient)
+  int64_t grads = 0;            // gradient elements: `flat` holds them, then one flag per param
+  at::Tensor flat;              // (flag 1: this rank has a gradient for that param)
   int64_t pending = 0;          // params whose gradient has not arrived in this backward
   std::vector<char> reported;   // per param: its gradient is in `flat`
   bool launched = false;
@@ -347,25 +335,26 @@ GradientAverager::GradientAverager(std::shared_ptr<ProcessGroup> group, std::vec
     : group_(std::move(group)), params_(std::move(params)), mutex_(std::make_unique<std::mutex>()) {
   MEDVLP_CHECK(group_, "GradientAverager: no process group");
   // Reverse order: backward produces the last layers' gradients first, so the first bucket fills first.
+  std::vector<int64_t> grads;  // per bucket: gradient elements so far
   for (size_t n = params_.size(); n-- > 0;) {
     const at::Tensor& p = params_[n];
-    Bucket* b = buckets_.empty() ? nullptr : &buckets_.back();
-    const bool fits = b && b->flat.scalar_type() == p.scalar_type() && b->flat.device() == p.device() &&
-                      (b->flat.numel() + p.numel()) * p.element_size() <= bucket_bytes;
+    const size_t first = buckets_.empty() ? 0 : buckets_.back().params.front();
+    const bool fits = !buckets_.empty() && params_[first].scalar_type() == p.scalar_type() &&
+                      params_[first].device() == p.device() && (grads.back() + p.numel()) * p.element_size() <= bucket_bytes;
     if (!fits) {
       buckets_.emplace_back();
-      b = &buckets_.back();
-      b->flat = torch::empty({0}, p.options().requires_grad(false));
+      grads.push_back(0);
     }
-    b->offset.push_back(b->flat.numel());
-    b->params.push_back(n);
-    b->flat = torch::empty({b->flat.numel() + p.numel()}, b->flat.options());
+    buckets_.back().offset.push_back(grads.back());
+    buckets_.back().params.push_back(n);
+    grads.back() += p.numel();
   }
   bucket_of_.assign(params_.size(), {0, 0});
   for (size_t k = 0; k < buckets_.size(); ++k) {
     Bucket& b = buckets_[k];
-    const int64_t grads = b.flat.numel();
-    b.flat = torch::zeros({grads + static_cast<int64_t>(b.params.size())}, b.flat.options());
+    b.grads = grads[k];
+    b.flat = torch::zeros({b.grads + static_cast<int64_t>(b.params.size())},
+                          params_[b.params.front()].options().requires_grad(false));
     for (size_t j = 0; j < b.params.size(); ++j) bucket_of_[b.params[j]] = {k, j};
   }
   // Each parameter's hook runs once per backward with its complete gradient (autograd sums the
@@ -412,13 +401,12 @@ void GradientAverager::on_gradient(size_t i, const at::Tensor& grad) {
   if (!armed_ || !grad.defined()) return;
   const auto [k, j] = bucket_of_[i];
   Bucket& b = buckets_[k];
-  const int64_t grads = b.flat.numel() - static_cast<int64_t>(b.params.size());
   at::Tensor slot = b.flat.narrow(0, b.offset[j], grad.numel());
   slot.copy_(grad.reshape(-1));
   // The hook runs before autograd adds this gradient to `.grad`, which holds the earlier micro-batches'.
   const at::Tensor& earlier = params_[i].grad();
   if (accumulated_ && earlier.defined()) slot.add_(earlier.reshape(-1));
-  b.flat.narrow(0, grads + static_cast<int64_t>(j), 1).fill_(1);
+  b.flat.narrow(0, b.grads + static_cast<int64_t>(j), 1).fill_(1);
   b.reported[j] = 1;
   if (--b.pending == 0) launch_ready();
 }
@@ -438,13 +426,12 @@ void GradientAverager::finish() {
     armed_ = false;
     for (auto& b : buckets_) {
       if (b.launched) continue;
-      const int64_t grads = b.flat.numel() - static_cast<int64_t>(b.params.size());
       for (size_t j = 0; j < b.params.size(); ++j) {
         // Not reached by the last backward: what earlier micro-batches accumulated, or zeros.
         const at::Tensor& g = params_[b.params[j]].grad();
         if (b.reported[j] || !accumulated_ || !g.defined()) continue;
         b.flat.narrow(0, b.offset[j], g.numel()).copy_(g.reshape(-1));
-        b.flat.narrow(0, grads + static_cast<int64_t>(j), 1).fill_(1);
+        b.flat.narrow(0, b.grads + static_cast<int64_t>(j), 1).fill_(1);
       }
       b.pending = 0;
     }
@@ -455,14 +442,17 @@ void GradientAverager::finish() {
   torch::NoGradGuard no_grad;
   const double world = static_cast<double>(group_->world_size());
   for (auto& b : buckets_) {
-    const int64_t grads = b.flat.numel() - static_cast<int64_t>(b.params.size());
+    // One division and one host copy of the flags per bucket (not per tensor: on CUDA each would sync).
+    at::Tensor sums = b.flat.narrow(0, 0, b.grads);
+    sums.div_(world);
+    const at::Tensor flags = b.flat.narrow(0, b.grads, static_cast<int64_t>(b.params.size())).to(torch::kCPU, torch::kFloat);
+    const float* any = flags.data_ptr<float>();
     for (size_t j = 0; j < b.params.size(); ++j) {
+      if (any[j] <= 0) continue;  // no rank had a gradient
       at::Tensor& p = params_[b.params[j]];
-      const bool any = b.flat[grads + static_cast<int64_t>(j)].item<double>() > 0;
-      if (!any) continue;
-      at::Tensor mean = b.flat.narrow(0, b.offset[j], p.numel()).view(p.sizes()) / world;
+      const at::Tensor mean = sums.narrow(0, b.offset[j], p.numel()).view(p.sizes());
       if (p.grad().defined()) p.mutable_grad().copy_(mean);
-      else p.mutable_grad() = mean;
+      else p.mutable_grad() = mean.clone();  // `flat` is reused next step
     }
   }
 }

@@ -59,9 +59,10 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
   MEDVLP_CHECK(!run_dir.empty(), "text.model is empty and there is no run folder to train a tokenizer into");
   const bool wordpiece = spec.kind == "wordpiece";
   const std::string name = wordpiece ? "vocab.txt" : "tokenizer.model";
+  const std::string path = run_dir + "/" + name;
   if (group && group->rank() != 0) {
     auto tokenizer = receive_tokenizer(*group, spec, name);
-    config.set("text.model=" + run_dir + "/" + name);
+    config.set("text.model=" + path);
     node.get_string("model");
     return tokenizer;
   }
@@ -69,9 +70,7 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
   const int64_t n = std::min(corpus_size, train_set->size());
   for (int64_t i = 0; i < n; ++i) corpus.push_back(train_set->get(i, -1).report);
   std::shared_ptr<text::Tokenizer> tokenizer;
-  std::string path;
   if (wordpiece) {
-    path = run_dir + "/vocab.txt";
     core::log_info("training a WordPiece vocabulary on ", n, " reports -> ", path);
     text::WordPieceTrainOptions o;
     o.vocab_size = vocab_size;
@@ -80,7 +79,6 @@ std::shared_ptr<text::Tokenizer> build_tokenizer(core::Config& config, const cor
     wp->save(path);
     tokenizer = wp;
   } else {
-    path = run_dir + "/tokenizer.model";
     core::log_info("training a SentencePiece tokenizer on ", n, " reports -> ", path);
     text::SentencePieceTrainOptions o;
     o.vocab_size = vocab_size;

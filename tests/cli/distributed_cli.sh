@@ -103,7 +103,7 @@ grep -q "train.batch_size: is the global batch and must divide into 1 micro-batc
 # --- faults: ranks started by hand with torchrun's environment ---
 long=(--set train.steps=5000 --set train.checkpoint_every=10 --set train.keep_checkpoints=2)
 port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-start_ranks() {  # RUN_DIR EXTRA_ARGS...: starts 2 ranks, sets pid0 pid1
+start_ranks() {  # RUN_DIR EXTRA_ARGS...: starts 2 ranks; sets pid0, pid1 and pids (by rank)
   local run=$1 p
   shift
   p=$(port)
@@ -113,6 +113,7 @@ start_ranks() {  # RUN_DIR EXTRA_ARGS...: starts 2 ranks, sets pid0 pid1
   MASTER_ADDR=127.0.0.1 MASTER_PORT=$p WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 \
     "$medvlp" "${q[@]}" train -c "$config" -o "$run" "${long[@]}" "$@" >"$run.1.log" 2>&1 &
   pid1=$!
+  pids=("$pid0" "$pid1")
 }
 wait_for_checkpoint() {  # RUN_DIR STEP
   for _ in $(seq 600); do [ -d "$1/checkpoints/step_$2" ] && return 0; sleep 0.05; done
@@ -127,14 +128,21 @@ expect_exit() {  # PID SECONDS WHAT
   elapsed=$((SECONDS - start))
 }
 
+# Starts 2 ranks into RUN, SIGKILLs VICTIM (0 or 1) after checkpoint step_20, and expects the
+# other rank to stop with an error within 30 s whose log matches PATTERN (@PID@: the victim's pid).
+kill_rank() {  # RUN VICTIM PATTERN
+  local victim survivor=$((1 - $2))
+  start_ranks "$1"
+  wait_for_checkpoint "$1" 20
+  victim=${pids[$2]}
+  kill -9 "$victim"
+  wait "$victim" 2>/dev/null || true
+  expect_exit "${pids[$survivor]}" 30 "rank $survivor after rank $2 was killed"
+  grep -q "${3//@PID@/$victim}" "$1.$survivor.log" || fail "rank $survivor's message: $(cat "$1.$survivor.log")"
+}
+
 # Rank 1 killed: rank 0 names it, long before the 60 s timeout; the last checkpoint resumes.
-start_ranks "$work/kill1"
-wait_for_checkpoint "$work/kill1" 20
-kill -9 "$pid1"
-wait "$pid1" 2>/dev/null || true
-expect_exit "$pid0" 30 "rank 0 after rank 1 was killed"
-grep -q "distributed: rank 0: .* failed: rank 1 (pid $pid1) is gone: killed or crashed" "$work/kill1.0.log" ||
-  fail "rank 0's message: $(cat "$work/kill1.0.log")"
+kill_rank "$work/kill1" 1 "distributed: rank 0: .* failed: rank 1 (pid @PID@) is gone: killed or crashed"
 last=$(ls "$work/kill1/checkpoints" | sed 's/step_//' | sort -n | tail -1)
 "$launch" 2 "$medvlp" "${q[@]}" train -c "$config" -o "$work/kill1" --resume "${long[@]}" --set train.steps=$((last + 3)) >/dev/null ||
   fail "resume after the kill"
@@ -142,13 +150,7 @@ last=$(ls "$work/kill1/checkpoints" | sed 's/step_//' | sort -n | tail -1)
 echo "rank 1 killed: rank 0 stopped after ${elapsed} s (timeout 60 s); resumed from step_$last"
 
 # Rank 0 (which serves the rendezvous store) killed: rank 1 says so.
-start_ranks "$work/kill0"
-wait_for_checkpoint "$work/kill0" 20
-kill -9 "$pid0"
-wait "$pid0" 2>/dev/null || true
-expect_exit "$pid1" 30 "rank 1 after rank 0 was killed"
-grep -q "distributed: rank 1: .* failed: rank 0 is unreachable (it serves the rendezvous store): killed or crashed" "$work/kill0.1.log" ||
-  fail "rank 1's message: $(cat "$work/kill0.1.log")"
+kill_rank "$work/kill0" 0 "distributed: rank 1: .* failed: rank 0 is unreachable (it serves the rendezvous store): killed or crashed"
 
 # Rank 1 stopped (alive, silent): rank 0 gives up after distributed.timeout_s, not later.
 start_ranks "$work/stop1" --set distributed.timeout_s=5
@@ -156,6 +158,8 @@ wait_for_checkpoint "$work/stop1" 20
 kill -STOP "$pid1"
 expect_exit "$pid0" 30 "rank 0 after rank 1 stopped answering"
 kill -9 "$pid1"; wait "$pid1" 2>/dev/null || true
+# The timeout (5 s) plus at most 2 s looking for a dead process, plus slack for a busy machine.
+((elapsed <= 12)) || fail "rank 0 stopped after $elapsed s, timeout 5 s"
 grep -q "no rank reported a failure; a rank that does not answer within distributed.timeout_s (5 s) fails every collective" "$work/stop1.0.log" ||
   fail "rank 0's message: $(cat "$work/stop1.0.log")"
 echo "rank 1 stopped: rank 0 stopped after ${elapsed} s (timeout 5 s)"

@@ -29,7 +29,7 @@ struct DistOptions {
   /// Who serves the TCP store: rank 0 (false) or torchrun's agent, already listening (true).
   bool store_served_elsewhere = false;
   std::string store_prefix = "medvlp/";      // key namespace (torchrun restarts get their own)
-  std::string launcher;                      // "torchrun", "slurm" or "" (one process / explicit)
+  std::string launcher;  // "torchrun", "slurm", "env" (RANK/WORLD_SIZE set otherwise) or "" (one process)
   /// From the environment: torchrun's (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT,
   /// TORCHELASTIC_USE_AGENT_STORE) first, else Slurm's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID,
   /// with MASTER_ADDR/MASTER_PORT); world size 1 when neither is set.
@@ -56,14 +56,10 @@ class ProcessGroup {
   int64_t world_size() const;
   /// This rank's index on its machine (LOCAL_RANK, SLURM_LOCALID): which GPU it uses.
   int64_t local_rank() const;
-  double timeout_seconds() const;
   /// Concatenation of every rank's tensor along dim 0 (same shape on every rank; no gradient).
   at::Tensor all_gather(const at::Tensor& local);
   /// In-place sum over ranks.
   void all_reduce_sum(at::Tensor& tensor);
-  /// In-place sum over ranks of several contiguous tensors, launched together (one collective
-  /// each) and then waited for, so Gloo's worker threads overlap their transfers.
-  void all_reduce_sum(std::vector<at::Tensor>& tensors);
   /// In-place copy of `root`'s tensor to every rank (same shape and dtype everywhere).
   void broadcast(at::Tensor& tensor, int64_t root = 0);
   /// `root`'s bytes to every rank (any length).
