@@ -1,4 +1,5 @@
 // medvlp eval [-c CONFIG] (--checkpoint CHECKPOINT_OR_RUN_DIR | --init) [-o eval.json]
+// Writes the figures (eval.json) and the per-case scores (eval_predictions.csv).
 #include <fstream>
 #include <iostream>
 
@@ -33,7 +34,8 @@ Action add_eval(CLI::App& app) {
     core::Config config = load_config(config_path_for(args->config, args->checkpoint), args->sets, args->device);
     train::Experiment e = train::Experiment::build(std::move(config), "");
     if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
-    const nlohmann::json result = e.evaluate();
+    eval::Predictions predictions;
+    const nlohmann::json result = e.evaluate(&predictions);
     std::string out = args->out;
     if (out.empty()) {
       // run/checkpoints/step_N -> run/eval.json
@@ -41,8 +43,12 @@ Action add_eval(CLI::App& app) {
       const auto cut = c.find("/checkpoints/");
       out = args->init ? "eval_init.json" : (cut == std::string::npos ? "eval.json" : c.substr(0, cut) + "/eval.json");
     }
+    // eval.json -> eval_predictions.csv beside it: the per-case scores `medvlp metrics` recomputes from.
+    const std::string stem = out.size() > 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.substr(0, out.size() - 5) : out;
+    const std::string predictions_path = stem + "_predictions.csv";
+    eval::write_predictions_csv(predictions_path, predictions);
     io::write_file_atomic(out, result.dump(2) + "\n");
-    std::cout << eval::format_eval_table(result) << "written to " << out << "\n";
+    std::cout << eval::format_eval_table(result) << "written to " << out << " and " << predictions_path << "\n";
     return 0;
   };
 }

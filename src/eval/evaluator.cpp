@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <iomanip>
 #include <sstream>
@@ -20,6 +21,14 @@ EvalOptions parse_eval_options(const core::ConfigNode& node, const std::vector<s
   o.split = node.get_choice("split", o.split, {"train", "val", "test"});
   o.batch_size = node.get_int("batch_size", o.batch_size, 1, 1 << 20);
   o.recall_k = node.get_ints("recall_k", o.recall_k);
+  o.bootstrap = node.get_int("bootstrap", o.bootstrap, 0, 1000000);
+  o.ci_level = node.get_double("ci_level", o.ci_level, 0.5, 0.999);
+  o.bootstrap_seed = static_cast<uint64_t>(node.get_int("bootstrap_seed", 0, 0));
+  o.thresholds_from = node.get_choice("thresholds_from", o.thresholds_from, {"none", "train", "val", "test"});
+  if (o.thresholds_from == "none") o.thresholds_from.clear();
+  if (!o.thresholds_from.empty() && o.thresholds_from == o.split)
+    node.fail("thresholds_from", "chooses thresholds on the split they are evaluated on (" + o.split +
+                                     "), which overstates accuracy and F1; use another split or none");
   const core::ConfigNode prompts = node.child("prompts");
   for (const auto& key : prompts.keys()) {
     if (std::find(findings.begin(), findings.end(), key) == findings.end())
@@ -63,9 +72,17 @@ at::Tensor mean_prompt(models::VlpModel& model, const text::Tokenizer& tokenizer
 }
 }  // namespace
 
-nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset, const text::Tokenizer& tokenizer,
-                        const EvalOptions& options, const c10::Device& device, float image_mean, float image_std,
-                        const std::shared_ptr<losses::AnatomyLossImpl>& anatomy) {
+namespace {
+
+// One pass over a dataset: per-case zero-shot scores, and the embeddings retrieval ranks.
+struct Pass {
+  Predictions predictions;
+  at::Tensor images, texts;  // [N,D]
+};
+
+Pass run_pass(models::VlpModel& model, const data::DatasetPtr& dataset, const text::Tokenizer& tokenizer,
+              const EvalOptions& options, const c10::Device& device, float image_mean, float image_std,
+              const std::shared_ptr<losses::AnatomyLossImpl>& anatomy) {
   torch::NoGradGuard no_grad;
   // Per-anatomy findings: which anatomy (index into the loss's list) each one reads.
   std::vector<std::vector<int64_t>> finding_anatomies(options.prompts.size());
@@ -87,6 +104,14 @@ nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset
   MEDVLP_CHECK(!per_anatomy || dataset->anatomies().size() == anatomy->options().anatomies.size(),
                "eval: per-anatomy scoring needs the evaluation set's anatomy masks (", anatomy->options().anatomies.size(),
                " for the anatomy loss), but it has ", dataset->anatomies().size());
+  const std::vector<std::string> findings = dataset->findings();
+  std::vector<int64_t> columns;  // each prompt's column in the dataset's labels
+  for (const auto& p : options.prompts) {
+    const auto it = std::find(findings.begin(), findings.end(), p.finding);
+    MEDVLP_CHECK(it != findings.end(), "eval: \"", p.finding, "\" is not a finding of the evaluation set; it has: ",
+                 core::join(findings));
+    columns.push_back(static_cast<int64_t>(it - findings.begin()));
+  }
   const bool was_training = model->is_training();
   const bool anatomy_was_training = anatomy && anatomy->is_training();
   model->eval();
@@ -99,6 +124,7 @@ nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset
   lo.workers = options.workers;
   data::Loader loader(dataset, std::shared_ptr<const text::Tokenizer>(&tokenizer, [](const text::Tokenizer*) {}), lo);
   loader.start(0);
+  Pass pass;
   std::vector<at::Tensor> image_embeds, text_embeds, labels, anatomy_feats, anatomy_present;
   data::Batch batch;
   while (loader.next(&batch)) {
@@ -118,22 +144,19 @@ nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset
           model->encode_texts(batch.token_ids.to(device), batch.attention_mask.to(device)).to(torch::kFloat).cpu());
     }
     labels.push_back(batch.truth.defined() ? batch.truth : batch.labels);
+    pass.predictions.ids.insert(pass.predictions.ids.end(), batch.ids.begin(), batch.ids.end());
+    pass.predictions.patient_ids.insert(pass.predictions.patient_ids.end(), batch.patient_ids.begin(), batch.patient_ids.end());
   }
-  const at::Tensor images = torch::cat(image_embeds);  // [N,D]
-  const at::Tensor texts = torch::cat(text_embeds);    // [N,D]
+  MEDVLP_CHECK(!image_embeds.empty(), "eval: the ", options.split, " split has no cases");
+  pass.images = torch::cat(image_embeds);
+  pass.texts = torch::cat(text_embeds);
   const at::Tensor truth = torch::cat(labels).to(torch::kDouble).contiguous();  // [N,K]
-  at::Tensor region, region_present;                   // [N,A,D], [N,A]
+  at::Tensor region, region_present;                                              // [N,A,D], [N,A]
   if (per_anatomy) {
     region = torch::cat(anatomy_feats);
     region_present = torch::cat(anatomy_present);
   }
-
-  nlohmann::json result;
-  result["n"] = images.size(0);
-  nlohmann::json aucs = nlohmann::json::object(), scored_by = nlohmann::json::object(),
-                 left_out = nlohmann::json::object();
-  double auc_sum = 0.0;
-  int64_t auc_count = 0;
+  const at::Tensor images = pass.images;
   for (size_t k = 0; k < options.prompts.size(); ++k) {
     const auto& p = options.prompts[k];
     const auto score_of = [&](const at::Tensor& feats, const std::string& anatomy_name) {
@@ -147,7 +170,7 @@ nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset
                                          .cpu());
       return score;
     };
-    at::Tensor score, keep;
+    at::Tensor score;
     if (finding_anatomies[k].empty()) {
       score = score_of(images, "");
     } else {
@@ -158,68 +181,131 @@ nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset
                           .masked_fill(region_present.select(1, a).logical_not(), -std::numeric_limits<float>::infinity()));
       }
       score = std::get<0>(torch::stack(per, 1).max(1));
-      keep = torch::isfinite(score);
-      scored_by[p.finding] = p.anatomies;
-      left_out[p.finding] = static_cast<int64_t>(keep.logical_not().sum().item<int64_t>());
-    }
-    at::Tensor column = truth.select(1, static_cast<int64_t>(k));
-    if (keep.defined()) {
-      score = score.index({keep});
-      column = column.index({keep});
     }
     score = score.to(torch::kDouble).contiguous();
-    column = column.contiguous();
+    const at::Tensor column = truth.select(1, columns[k]).contiguous();
     std::vector<double> s(score.data_ptr<double>(), score.data_ptr<double>() + score.numel());
     std::vector<double> l(column.data_ptr<double>(), column.data_ptr<double>() + column.numel());
-    const double auc = roc_auc(s, l);
-    if (std::isnan(auc)) {
-      aucs[p.finding] = nullptr;  // one class absent in this split: no AUC
-    } else {
-      aucs[p.finding] = auc;
-      auc_sum += auc;
-      ++auc_count;
-    }
+    // A case none of whose anatomies is present has no score for this finding: left out.
+    for (size_t i = 0; i < s.size(); ++i)
+      if (!std::isfinite(s[i])) s[i] = l[i] = std::numeric_limits<double>::quiet_NaN();
+    pass.predictions.findings.push_back(p.finding);
+    pass.predictions.scores.push_back(std::move(s));
+    pass.predictions.labels.push_back(std::move(l));
   }
-  result["zero_shot"] = {{"mean_auc", auc_count ? auc_sum / static_cast<double>(auc_count) : 0.0}, {"auc", aucs}};
-  if (per_anatomy) {
-    result["zero_shot"]["per_anatomy"] = scored_by;
-    result["zero_shot"]["left_out"] = left_out;
+  if (was_training) model->train();
+  if (anatomy_was_training) anatomy->train();
+  return pass;
+}
+
+}  // namespace
+
+Predictions predict_zero_shot(models::VlpModel& model, const data::DatasetPtr& dataset, const text::Tokenizer& tokenizer,
+                              const EvalOptions& options, const c10::Device& device, float image_mean, float image_std,
+                              const std::shared_ptr<losses::AnatomyLossImpl>& anatomy) {
+  return run_pass(model, dataset, tokenizer, options, device, image_mean, image_std, anatomy).predictions;
+}
+
+nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset, const text::Tokenizer& tokenizer,
+                        const EvalOptions& options, const c10::Device& device, float image_mean, float image_std,
+                        const std::shared_ptr<losses::AnatomyLossImpl>& anatomy, const data::DatasetPtr& threshold_set,
+                        Predictions* predictions) {
+  Pass pass = run_pass(model, dataset, tokenizer, options, device, image_mean, image_std, anatomy);
+  SummaryOptions so;
+  so.resamples = options.bootstrap;
+  so.level = options.ci_level;
+  so.seed = options.bootstrap_seed;
+  if (threshold_set) {
+    EvalOptions on_threshold_split = options;
+    on_threshold_split.split = options.thresholds_from;
+    so.thresholds = choose_thresholds(
+        predict_zero_shot(model, threshold_set, tokenizer, on_threshold_split, device, image_mean, image_std, anatomy));
   }
-  const at::Tensor sim = images.matmul(texts.t());  // [N,N]
+  const Predictions& p = pass.predictions;
+  nlohmann::json zs = summarize(p, so);
+  zs["mean_auc"] = zs["mean"]["auroc"];
+  if (threshold_set) zs["thresholds_from"] = options.thresholds_from;
+  nlohmann::json scored_by = nlohmann::json::object(), left_out = nlohmann::json::object();
+  for (size_t k = 0; k < options.prompts.size(); ++k) {
+    if (options.prompts[k].anatomies.empty()) continue;
+    scored_by[p.findings[k]] = options.prompts[k].anatomies;
+    left_out[p.findings[k]] = std::count_if(p.scores[k].begin(), p.scores[k].end(), [](double v) { return std::isnan(v); });
+  }
+  if (!scored_by.empty()) {
+    zs["per_anatomy"] = scored_by;
+    zs["left_out"] = left_out;
+  }
+  nlohmann::json result;
+  result["n"] = p.size();
+  result["zero_shot"] = zs;
+  const at::Tensor sim = pass.images.matmul(pass.texts.t());  // [N,N]
   nlohmann::json i2t, t2i;
   for (int64_t k : options.recall_k) {
     i2t["R@" + std::to_string(k)] = recall_at_k(sim, k);
     t2i["R@" + std::to_string(k)] = recall_at_k(sim.t(), k);
   }
   result["retrieval"] = {{"image_to_text", i2t}, {"text_to_image", t2i}};
-  if (was_training) model->train();
-  if (anatomy_was_training) anatomy->train();
+  if (predictions) *predictions = std::move(pass.predictions);
   return result;
 }
 
+namespace {
+std::string fixed3(const nlohmann::json& v) {
+  if (!v.is_number()) return "n/a";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", v.get<double>());
+  return buf;
+}
+std::string interval(const nlohmann::json& v) {
+  if (!v.is_array()) return "";
+  return "[" + fixed3(v[0]) + ", " + fixed3(v[1]) + "]";
+}
+}  // namespace
+
 std::string format_eval_table(const nlohmann::json& result) {
   std::ostringstream out;
-  out << std::fixed << std::setprecision(3);
-  out << "zero-shot AUC (" << result.value("n", 0) << " cases)\n";
-  for (auto it = result["zero_shot"]["auc"].begin(); it != result["zero_shot"]["auc"].end(); ++it) {
-    out << "  " << std::left << std::setw(20) << it.key();
-    if (it->is_null()) out << "n/a";
-    else out << it->get<double>();
-    const nlohmann::json& zs = result["zero_shot"];
+  const nlohmann::json& zs = result["zero_shot"];
+  const nlohmann::json& boot = zs["bootstrap"];
+  const bool thresholded = zs.contains("thresholds_from");
+  out << "zero-shot classification (" << result.value("n", 0) << " cases";
+  if (boot.value("resamples", int64_t{0}) > 0)
+    out << "; " << static_cast<int>(boot.value("level", 0.95) * 100 + 0.5) << "% CI from " << boot["resamples"]
+        << " resamples of " << boot["patients"] << " patients";
+  if (thresholded) out << "; F1/ACC thresholds from " << zs["thresholds_from"].get<std::string>();
+  out << ")\n";
+  const auto row = [&](const std::string& name, const nlohmann::json& f, const char* f1_key) {
+    out << "  " << std::left << std::setw(22) << name << std::setw(7) << fixed3(f.value("auroc", nlohmann::json()))
+        << std::setw(17) << interval(f.value("auroc_ci", nlohmann::json())) << std::setw(7)
+        << fixed3(f.value("auprc", nlohmann::json())) << std::setw(17) << interval(f.value("auprc_ci", nlohmann::json()));
+    if (thresholded)
+      out << std::setw(7) << fixed3(f.value(f1_key, nlohmann::json())) << fixed3(f.value("accuracy", nlohmann::json()));
+  };
+  out << "  " << std::left << std::setw(22) << "finding" << std::setw(24) << "AUROC  95% CI" << std::setw(24)
+      << "AUPRC  95% CI" << (thresholded ? "F1     ACC" : "") << "\n";
+  for (auto it = zs["findings"].begin(); it != zs["findings"].end(); ++it) {
+    row(it.key(), *it, "f1");
     if (zs.contains("per_anatomy") && zs["per_anatomy"].contains(it.key())) {
-      out << "  (" << core::join(zs["per_anatomy"][it.key()].get<std::vector<std::string>>());
+      out << " (" << core::join(zs["per_anatomy"][it.key()].get<std::vector<std::string>>());
       const int64_t left = zs["left_out"].value(it.key(), int64_t{0});
       if (left > 0) out << "; " << left << " cases without them left out";
       out << ")";
     }
     out << "\n";
   }
-  out << "  " << std::left << std::setw(20) << "mean" << result["zero_shot"]["mean_auc"].get<double>() << "\n";
+  row("mean", zs["mean"], "f1_macro");
+  out << "\n";
+  if (thresholded) out << "  micro-averaged F1 " << fixed3(zs["mean"].value("f1_micro", nlohmann::json())) << " "
+                       << interval(zs["mean"].value("f1_micro_ci", nlohmann::json())) << "\n";
   out << "retrieval recall\n";
+  out << std::fixed << std::setprecision(3);
   for (const char* dir : {"image_to_text", "text_to_image"}) {
     out << "  " << std::left << std::setw(14) << dir;
+    // JSON keeps keys sorted as text (R@10 before R@5); list them by k.
+    std::vector<std::pair<int64_t, std::string>> keys;
     for (auto it = result["retrieval"][dir].begin(); it != result["retrieval"][dir].end(); ++it)
-      out << " " << it.key() << "=" << it->get<double>();
+      keys.emplace_back(std::stoll(it.key().substr(2)), it.key());
+    std::sort(keys.begin(), keys.end());
+    for (const auto& [k, key] : keys) out << " " << key << "=" << result["retrieval"][dir][key].get<double>();
     out << "\n";
   }
   return out.str();

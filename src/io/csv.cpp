@@ -26,6 +26,18 @@ std::string read_maybe_gzip(const std::string& path) {
 
 }  // namespace
 
+std::string csv_field(const std::string& value) {
+  const bool quote = value.find_first_of(",\"\r\n") != std::string::npos ||
+                     (!value.empty() && (value.front() == ' ' || value.back() == ' '));
+  if (!quote) return value;
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
 size_t CsvTable::column(const std::string& name) const {
   const int64_t c = find_column(name);
   if (c < 0) {

@@ -306,6 +306,14 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir, st
   e.eval.max_text_len = e.loader.max_text_len;
   e.eval.workers = std::max<int64_t>(1, e.loader.workers);
   e.eval_set = data::build_dataset(data, e.eval.split);
+  if (!e.eval.thresholds_from.empty()) {
+    e.threshold_set = data::build_dataset(data, e.eval.thresholds_from);
+    if (e.threshold_set->size() == 0) {
+      core::log_warn("eval.thresholds_from: the ", e.eval.thresholds_from,
+                     " split is empty; accuracy and F1 are not reported (AUROC and AUPRC need no threshold)");
+      e.threshold_set = nullptr;
+    }
+  }
   for (const auto& p : e.eval.prompts) {
     if (p.anatomies.empty()) continue;
     const core::ConfigNode entry = eval_node.at("prompts").at(p.finding);
@@ -329,8 +337,9 @@ std::shared_ptr<losses::AnatomyLossImpl> Experiment::anatomy_loss() const {
   return nullptr;
 }
 
-nlohmann::json Experiment::evaluate() {
-  return eval::evaluate(model, eval_set, *tokenizer, eval, device, image_mean, image_std, anatomy_loss());
+nlohmann::json Experiment::evaluate(eval::Predictions* predictions) {
+  return eval::evaluate(model, eval_set, *tokenizer, eval, device, image_mean, image_std, anatomy_loss(), threshold_set,
+                        predictions);
 }
 
 io::TensorMap Experiment::state_tensors() const {

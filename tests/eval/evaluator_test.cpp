@@ -134,9 +134,15 @@ TEST(Evaluator, ZeroShotAgreesWithASampleBySampleComputation) {
     const double expected = brute_auc(st.first, st.second);
     if (std::isnan(expected)) continue;
     ++counted;
-    EXPECT_NEAR(zs["auc"][finding].get<double>(), expected, 1e-9) << finding;
+    EXPECT_NEAR(zs["findings"][finding]["auroc"].get<double>(), expected, 1e-9) << finding;
+    const auto ci = zs["findings"][finding]["auroc_ci"];
+    EXPECT_LE(ci[0].get<double>(), expected);
+    EXPECT_GE(ci[1].get<double>(), expected);
   }
   EXPECT_GE(counted, 3);
+  EXPECT_EQ(zs["mean_auc"], zs["mean"]["auroc"]);
+  EXPECT_EQ(zs["thresholds_from"], "val");
+  EXPECT_TRUE(zs["mean"].contains("f1_macro"));
 }
 
 TEST(Evaluator, PerAnatomyPromptsNeedAnAnatomyLossThatKnowsTheAnatomy) {

@@ -25,4 +25,8 @@ struct CsvTable {
 /// quote, a row wider than the header or a missing file throws medvlp::Error naming file and line.
 CsvTable read_csv(const std::string& path);
 
+/// One CSV field as written: quoted (inner quotes doubled) when it holds a comma, quote or line break,
+/// or leading/trailing space.
+std::string csv_field(const std::string& value);
+
 }  // namespace medvlp::io

@@ -45,6 +45,7 @@ struct Experiment {
   std::shared_ptr<text::Tokenizer> tokenizer;
   data::DatasetPtr train_set;
   data::DatasetPtr eval_set;
+  data::DatasetPtr threshold_set;  // the eval.thresholds_from split, or null
   models::VlpModel model{nullptr};
   std::vector<losses::WeightedLoss> losses;
   /// The structured-report stage (data.report), or null; the loader adds its units to batches.
@@ -77,8 +78,9 @@ struct Experiment {
   /// The first `anatomy` loss, whose pooled anatomy features score the findings the `eval` section
   /// scores per anatomy; null when there is none.
   std::shared_ptr<losses::AnatomyLossImpl> anatomy_loss() const;
-  /// Zero-shot classification and retrieval on `eval_set` with the `eval` section's settings.
-  nlohmann::json evaluate();
+  /// Zero-shot classification and retrieval on `eval_set` with the `eval` section's settings
+  /// (thresholds for accuracy and F1 chosen on `threshold_set`); `predictions` receives the per-case scores.
+  nlohmann::json evaluate(eval::Predictions* predictions = nullptr);
   /// Trainable tensors by name, in a fixed order (model first, then losses).
   std::vector<std::pair<std::string, at::Tensor>> trainable() const;
 };
