@@ -26,6 +26,16 @@ EvalOptions parse_eval_options(const core::ConfigNode& node, const std::vector<s
   o.bootstrap_seed = static_cast<uint64_t>(node.get_int("bootstrap_seed", 0, 0));
   o.thresholds_from = node.get_choice("thresholds_from", o.thresholds_from, {"none", "train", "val", "test"});
   if (o.thresholds_from == "none") o.thresholds_from.clear();
+  if (node.has("localization")) {
+    const core::ConfigNode loc = node.child("localization");
+    o.localization.enabled = true;
+    o.localization.maps = loc.get_choice("maps", o.localization.maps, {"auto", "tokens", "embedding"});
+    o.localization.thresholds = loc.get_doubles("thresholds", o.localization.thresholds);
+    for (double t : o.localization.thresholds)
+      if (!(t > 0 && t < 1)) loc.fail("thresholds", "expected thresholds in (0, 1) on the normalized map, got " + std::to_string(t));
+    if (o.localization.thresholds.empty()) loc.fail("thresholds", "needs at least one threshold");
+    o.localization.overlays = loc.get_int("overlays", o.localization.overlays, 0, 100000);
+  }
   if (!o.thresholds_from.empty() && o.thresholds_from == o.split)
     node.fail("thresholds_from", "chooses thresholds on the split they are evaluated on (" + o.split +
                                      "), which overstates accuracy and F1; use another split or none");
@@ -262,12 +272,12 @@ std::string interval(const nlohmann::json& v) {
 }
 }  // namespace
 
-std::string format_eval_table(const nlohmann::json& result) {
+std::string format_eval_table(const nlohmann::json& result, const std::string& title) {
   std::ostringstream out;
   const nlohmann::json& zs = result["zero_shot"];
   const nlohmann::json& boot = zs["bootstrap"];
   const bool thresholded = zs.contains("thresholds_from");
-  out << "zero-shot classification (" << result.value("n", 0) << " cases";
+  out << title << " (" << result.value("n", 0) << " cases";
   if (boot.value("resamples", int64_t{0}) > 0)
     out << "; " << static_cast<int>(boot.value("level", 0.95) * 100 + 0.5) << "% CI from " << boot["resamples"]
         << " resamples of " << boot["patients"] << " patients";
@@ -296,6 +306,21 @@ std::string format_eval_table(const nlohmann::json& result) {
   out << "\n";
   if (thresholded) out << "  micro-averaged F1 " << fixed3(zs["mean"].value("f1_micro", nlohmann::json())) << " "
                        << interval(zs["mean"].value("f1_micro_ci", nlohmann::json())) << "\n";
+  if (result.contains("localization") && result["localization"]["mean"].is_object()) {
+    const nlohmann::json& loc = result["localization"];
+    out << "localization (" << loc["maps"].get<std::string>() << " maps, " << loc["boxed_cases"] << " cases with boxes)\n";
+    out << "  " << std::left << std::setw(22) << "finding" << std::setw(7) << "cases" << std::setw(9) << "pointing"
+        << std::setw(7) << "mIoU" << std::setw(7) << "mDice" << "CNR\n";
+    const auto loc_row = [&](const std::string& name, const nlohmann::json& f) {
+      out << "  " << std::left << std::setw(22) << name << std::setw(7)
+          << (f.contains("cases") ? std::to_string(f["cases"].get<int64_t>()) : std::string()) << std::setw(9)
+          << fixed3(f["pointing_game"]) << std::setw(7) << fixed3(f["miou"]) << std::setw(7) << fixed3(f["mdice"])
+          << fixed3(f["cnr"]) << "\n";
+    };
+    for (auto it = loc["findings"].begin(); it != loc["findings"].end(); ++it) loc_row(it.key(), *it);
+    loc_row("mean", loc["mean"]);
+  }
+  if (!result.contains("retrieval")) return out.str();
   out << "retrieval recall\n";
   out << std::fixed << std::setprecision(3);
   for (const char* dir : {"image_to_text", "text_to_image"}) {

@@ -120,6 +120,21 @@ double BinaryScores::f1_threshold() const {
   return threshold;
 }
 
+std::pair<std::vector<double>, std::vector<double>> BinaryScores::roc_curve() const {
+  const auto pos = static_cast<double>(positives()), neg = static_cast<double>(negatives());
+  std::vector<double> fpr{0.0}, tpr{0.0};
+  if (pos == 0 || neg == 0) return {};
+  double tp = 0, fp = 0;
+  for (size_t end = score_.size(); end > 0;) {
+    size_t begin = end;
+    for (; begin > 0 && score_[begin - 1] == score_[end - 1]; --begin) (positive_[begin - 1] ? tp : fp) += 1;
+    fpr.push_back(fp / neg);
+    tpr.push_back(tp / pos);
+    end = begin;
+  }
+  return {fpr, tpr};
+}
+
 double roc_auc(const std::vector<double>& scores, const std::vector<double>& labels) {
   return BinaryScores(scores, labels).auroc();
 }

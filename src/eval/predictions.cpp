@@ -9,6 +9,7 @@
 #include "medvlp/core/error.h"
 #include "medvlp/core/registry.h"
 #include "medvlp/eval/metrics.h"
+#include "medvlp/eval/plot.h"
 #include "medvlp/io/csv.h"
 #include "medvlp/io/files.h"
 
@@ -225,6 +226,27 @@ nlohmann::json summarize(const Predictions& p, const SummaryOptions& o) {
           {"bootstrap",
            {{"resamples", o.resamples}, {"used", ci[m].used}, {"level", o.level}, {"seed", o.seed},
             {"patients", bootstrap.groups()}}}};
+}
+
+void write_roc_chart(const std::string& path, const Predictions& p, const std::string& title) {
+  p.validate();
+  std::vector<Series> curves;
+  for (size_t k = 0; k < p.findings.size(); ++k) {
+    const BinaryScores b(p.scores[k], p.labels[k]);
+    auto [fpr, tpr] = b.roc_curve();
+    if (fpr.empty()) continue;
+    char name[96];
+    std::snprintf(name, sizeof name, "%.18s %.3f", p.findings[k].c_str(), b.auroc());
+    curves.push_back({name, std::move(fpr), std::move(tpr)});
+  }
+  ChartOptions o;
+  o.title = title;
+  o.x_label = "false positive rate";
+  o.y_label = "true positive rate";
+  o.x_min = 0, o.x_max = 1, o.y_min = 0, o.y_max = 1;
+  o.diagonal = true;
+  o.height = 700;
+  write_line_chart(path, curves, o);
 }
 
 }  // namespace medvlp::eval

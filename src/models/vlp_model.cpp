@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "../core/log.h"
+#include "medvlp/core/error.h"
 #include "medvlp/models/weights.h"
 
 namespace medvlp::models {
@@ -97,6 +98,29 @@ Encoded VlpModelImpl::forward(const data::Batch& batch) {
     out.anatomy_present = anatomy.present;
   }
   return out;
+}
+
+at::Tensor VlpModelImpl::patch_similarity(const at::Tensor& images, const at::Tensor& ids, const at::Tensor& mask,
+                                          const std::string& mode, std::vector<int64_t>* grid) {
+  const ImageFeatures img = image_->forward(images);
+  const TextFeatures txt = text_->forward(ids, mask);
+  if (grid) *grid = img.grid;
+  const auto opts = torch::nn::functional::NormalizeFuncOptions().dim(-1);
+  if (mode == "tokens") {
+    const at::Tensor patches =
+        torch::nn::functional::normalize(local_dim_ > 0 ? image_local_->forward(img.tokens) : img.tokens, opts);  // [B,N,C]
+    const at::Tensor words =
+        torch::nn::functional::normalize(local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens, opts);  // [T,L,C]
+    MEDVLP_CHECK(patches.size(-1) == words.size(-1), "localization maps \"tokens\" compare image and text token features, "
+                 "but they are ", patches.size(-1), " and ", words.size(-1), " wide; set model.local_dim or use maps: embedding");
+    const at::Tensor m = mask.to(words.scalar_type());                                        // [T,L]
+    const at::Tensor sim = torch::einsum("bnc,tlc->btln", {patches, words});                 // [B,T,L,N]
+    return (sim * m.unsqueeze(0).unsqueeze(-1)).sum(2) / m.sum(1).clamp_min(1).view({1, -1, 1});
+  }
+  MEDVLP_CHECK(mode == "embedding", "patch_similarity: mode is tokens or embedding, got \"", mode, "\"");
+  const at::Tensor patches = torch::nn::functional::normalize(image_proj_->forward(img.tokens), opts);  // [B,N,D]
+  const at::Tensor texts = torch::nn::functional::normalize(text_proj_->forward(txt.pooled), opts);     // [T,D]
+  return torch::einsum("bnd,td->btn", {patches, texts});
 }
 
 namespace {

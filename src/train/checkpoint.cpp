@@ -71,8 +71,22 @@ void remove_stale_temporaries(const std::string& root) {
 }
 
 // What a run writes into its folder: all that RunFolder's overwrite moves aside.
-const char* const kRunFiles[] = {"checkpoints", "metrics.jsonl", "train.log",      "config.yaml",
-                                 "tokenizer.model", "tokenizer.vocab", "vocab.txt", "eval.json", "eval_init.json"};
+const char* const kRunFiles[] = {"checkpoints",     "metrics.jsonl",   "validation.jsonl", "best",
+                                 "train.log",       "config.yaml",     "tokenizer.model",  "tokenizer.vocab",
+                                 "vocab.txt",       "eval.json",       "eval_init.json",   "eval_predictions.csv",
+                                 "eval_init_predictions.csv", "eval_roc.png", "eval_init_roc.png", "curves.png", "validation.png",
+                                 "eval_maps",       "eval_init_maps",  "eval_best.json",   "eval_best_predictions.csv",
+                                 "eval_best_roc.png", "eval_best_maps"};
+
+// The step_N name `run_dir/best` links to, or "".
+std::string best_name(const std::string& run_dir) {
+  char target[4096];
+  const ssize_t n = ::readlink((run_dir + "/best").c_str(), target, sizeof(target) - 1);
+  if (n <= 0) return "";
+  std::string t(target, static_cast<size_t>(n));
+  while (!t.empty() && t.back() == '/') t.pop_back();
+  return t.substr(t.rfind('/') + 1);
+}
 
 std::string run_id_of_state(const nlohmann::json& state) {
   if (!state.is_object()) return "";
@@ -101,9 +115,11 @@ void prune(const std::string& root, const Checkpoint& checkpoint, int64_t keep_l
     // Only this run's checkpoints: a folder that once held another run (or a checkpoint copied in by
     // hand) must never lose those to this run's keep-last-N.
     const std::string own = run_id_of_state(checkpoint.state);
+    // The best checkpoint (validation during training) is kept besides the newest keep_last.
+    const std::string best = best_name(root.substr(0, root.rfind('/')));
     std::vector<std::string> mine;
     for (const auto& [s, dir] : list_checkpoints(root))
-      if (read_run_id(dir) == own) mine.push_back(dir);
+      if (read_run_id(dir) == own && dir.substr(dir.rfind('/') + 1) != best) mine.push_back(dir);
     for (size_t i = 0; i + static_cast<size_t>(keep_last) < mine.size(); ++i) {
       // Renamed out of the step_N namespace first, so that a kill in the middle of the deletion
       // leaves a hidden leftover (removed by the next save), never a half-deleted step_N.
@@ -161,6 +177,27 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Chec
   }
   prune(root, checkpoint, keep_last);
   return final_dir;
+}
+
+void mark_best_checkpoint(const std::string& run_dir, const std::string& checkpoint_dir) {
+  const std::string name = checkpoint_dir.substr(checkpoint_dir.rfind('/') + 1);
+  MEDVLP_CHECK(io::is_directory(run_dir + "/checkpoints/" + name), checkpoint_dir, ": not a checkpoint of ", run_dir);
+  // Relative, so that the run folder can be moved or copied whole.
+  const std::string tmp = run_dir + "/.best_" + std::to_string(::getpid());
+  ::unlink(tmp.c_str());
+  MEDVLP_CHECK(::symlink(("checkpoints/" + name).c_str(), tmp.c_str()) == 0, tmp, ": cannot create a link (",
+               std::strerror(errno), ")");
+  if (std::rename(tmp.c_str(), (run_dir + "/best").c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw Error(run_dir + "/best: cannot replace (" + std::strerror(err) + ")");
+  }
+  io::sync_directory(run_dir);
+}
+
+std::string best_checkpoint(const std::string& run_dir) {
+  const std::string name = best_name(run_dir);
+  return name.empty() || !io::is_directory(run_dir + "/checkpoints/" + name) ? "" : run_dir + "/checkpoints/" + name;
 }
 
 Checkpoint load_checkpoint(const std::string& dir) {
@@ -261,6 +298,11 @@ std::string run_dir_of(const std::string& path) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   if (io::is_directory(p + "/checkpoints") || io::path_exists(p + "/config.yaml")) return p;
   const auto slash = p.rfind('/');
+  // RUN/best links to RUN/checkpoints/step_N.
+  if (p.substr(slash == std::string::npos ? 0 : slash + 1) == "best") {
+    const std::string run = slash == std::string::npos ? "." : p.substr(0, slash);
+    if (!best_name(run).empty()) return run;
+  }
   const std::string parent = slash == std::string::npos ? "." : p.substr(0, slash);
   const auto slash2 = parent.rfind('/');
   const std::string parent_name = slash2 == std::string::npos ? parent : parent.substr(slash2 + 1);

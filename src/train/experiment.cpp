@@ -306,6 +306,25 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir, st
   e.eval.max_text_len = e.loader.max_text_len;
   e.eval.workers = std::max<int64_t>(1, e.loader.workers);
   e.eval_set = data::build_dataset(data, e.eval.split);
+  e.train.eval_every = train.get_int("eval_every", 0, 0);
+  e.train.early_stop = train.get_int("early_stop", 0, 0);
+  e.train.eval_metric = train.get_string("eval_metric", e.train.eval_metric);
+  {
+    const std::string& m = e.train.eval_metric;
+    bool known = m == "mean_auc" || m == "mean_auprc";
+    for (const char* dir : {"image_to_text.R@", "text_to_image.R@"})
+      for (int64_t k : e.eval.recall_k)
+        if (m == dir + std::to_string(k)) known = true;
+    if (!known)
+      train.fail("eval_metric", "expected mean_auc, mean_auprc, image_to_text.R@K or text_to_image.R@K with K in "
+                                "eval.recall_k, got \"" + m + "\"");
+  }
+  if (e.train.early_stop > 0 && e.train.eval_every == 0)
+    train.fail("early_stop", "stops after evaluations without improvement, but train.eval_every is 0 (no evaluations)");
+  if (e.train.eval_every > 0) {
+    e.val_set = data::build_dataset(data, "val");
+    if (e.val_set->size() == 0) train.fail("eval_every", "validates on the val split, which is empty");
+  }
   if (!e.eval.thresholds_from.empty()) {
     e.threshold_set = data::build_dataset(data, e.eval.thresholds_from);
     if (e.threshold_set->size() == 0) {
@@ -337,9 +356,37 @@ std::shared_ptr<losses::AnatomyLossImpl> Experiment::anatomy_loss() const {
   return nullptr;
 }
 
-nlohmann::json Experiment::evaluate(eval::Predictions* predictions) {
-  return eval::evaluate(model, eval_set, *tokenizer, eval, device, image_mean, image_std, anatomy_loss(), threshold_set,
-                        predictions);
+nlohmann::json Experiment::evaluate(eval::Predictions* predictions, const std::string& overlay_dir) {
+  nlohmann::json r = eval::evaluate(model, eval_set, *tokenizer, eval, device, image_mean, image_std, anatomy_loss(),
+                                    threshold_set, predictions);
+  if (eval.localization.enabled) {
+    std::vector<std::pair<std::string, std::vector<std::string>>> prompts;
+    for (const auto& p : eval.prompts)
+      if (p.anatomies.empty()) prompts.emplace_back(p.finding, p.positive);  // per-anatomy prompts name no place
+    r["localization"] = eval::localize(model, eval_set, *tokenizer, prompts, eval.localization, eval.max_text_len,
+                                       device, image_mean, image_std, overlay_dir);
+  }
+  return r;
+}
+
+nlohmann::json Experiment::validate(double* metric_value) {
+  MEDVLP_CHECK(val_set, "validate: no val split (train.eval_every is 0)");
+  eval::EvalOptions o = eval;
+  o.split = "val";
+  o.bootstrap = 0;
+  o.thresholds_from.clear();
+  nlohmann::json r = eval::evaluate(model, val_set, *tokenizer, o, device, image_mean, image_std, anatomy_loss());
+  nlohmann::json out = {{"mean_auc", r["zero_shot"]["mean"]["auroc"]},
+                        {"mean_auprc", r["zero_shot"]["mean"]["auprc"]},
+                        {"image_to_text", r["retrieval"]["image_to_text"]},
+                        {"text_to_image", r["retrieval"]["text_to_image"]}};
+  const std::string& m = train.eval_metric;
+  const auto dot = m.find('.');
+  const nlohmann::json& v = dot == std::string::npos ? out[m] : out[m.substr(0, dot)][m.substr(dot + 1)];
+  MEDVLP_CHECK(v.is_number(), "validation: train.eval_metric ", m, " is undefined on the ", val_set->size(),
+               " validation cases (no finding has both classes); choose image_to_text.R@K or enlarge the val split");
+  if (metric_value) *metric_value = v.get<double>();
+  return out;
 }
 
 io::TensorMap Experiment::state_tensors() const {

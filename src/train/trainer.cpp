@@ -16,6 +16,7 @@
 #include "medvlp/data/rng.h"
 #include "medvlp/core/error.h"
 #include "medvlp/core/torch_compat.h"
+#include "medvlp/eval/plot.h"
 #include "medvlp/io/files.h"
 
 namespace medvlp::train {
@@ -43,6 +44,65 @@ std::string format_duration(double seconds) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%02lld:%02lld", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
   return buf;
+}
+
+// RUN/curves.png: the training loss and, with validation, its figures against the step. A chart
+// that cannot be drawn costs a warning, never the run.
+void write_training_charts(const std::string& run_dir) {
+  if (!eval::charts_available()) return;
+  const auto read = [](const std::string& path) {
+    std::vector<nlohmann::json> lines;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      try {
+        lines.push_back(nlohmann::json::parse(line));
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    return lines;
+  };
+  const auto series = [](const std::vector<nlohmann::json>& lines, const std::string& key, const std::string& name) {
+    eval::Series s{name, {}, {}};
+    for (const auto& l : lines) {
+      const nlohmann::json* v = &l;
+      for (size_t start = 0; v && start <= key.size();) {
+        const size_t dot = std::min(key.find('.', start), key.size());
+        const std::string part = key.substr(start, dot - start);
+        v = v->is_object() && v->contains(part) ? &(*v)[part] : nullptr;
+        start = dot + 1;
+      }
+      if (v && v->is_number() && l.contains("step")) {
+        s.x.push_back(l["step"].get<double>());
+        s.y.push_back(v->get<double>());
+      }
+    }
+    return s;
+  };
+  try {
+    const auto metrics = read(run_dir + "/metrics.jsonl");
+    if (!metrics.empty()) {
+      eval::ChartOptions o;
+      o.title = "training loss";
+      o.x_label = "step";
+      o.y_label = "loss";
+      eval::write_line_chart(run_dir + "/curves.png", {series(metrics, "total_loss", "total loss")}, o);
+    }
+    const auto validation = read(run_dir + "/validation.jsonl");
+    if (!validation.empty()) {
+      eval::ChartOptions o;
+      o.title = "validation (val split)";
+      o.x_label = "step";
+      o.y_label = "";
+      std::vector<eval::Series> lines{series(validation, "mean_auc", "mean AUROC"),
+                                      series(validation, "mean_auprc", "mean AUPRC")};
+      const std::string metric = validation.back().value("metric", std::string());
+      if (metric != "mean_auc" && metric != "mean_auprc" && !metric.empty())
+        lines.push_back(series(validation, metric, metric));
+      eval::write_line_chart(run_dir + "/validation.png", lines, o);
+    }
+  } catch (const std::exception& err) {
+    core::log_warn("training charts not written: ", err.what());
+  }
 }
 
 }  // namespace
@@ -87,6 +147,13 @@ void Trainer::resume(const std::string& checkpoint_dir) {
     throw Error("resume from " + checkpoint_dir + ": trainer_state.json: " + err.what());
   }
   step_ = c.state.at("step").get<int64_t>();
+  saved_step_ = step_;
+  const nlohmann::json v = c.state.value("validation", nlohmann::json());
+  if (v.is_object() && v.value("metric", std::string()) == e_.train.eval_metric && v.value("best_step", int64_t{-1}) >= 0) {
+    best_value_ = v.at("best_value").get<double>();
+    best_step_ = v.at("best_step").get<int64_t>();
+    since_best_ = v.value("since_best", int64_t{0});
+  }
   // Checkpoints written before run ids carry none: "" keeps pruning to those.
   run_id_ = c.state.value("run_id", std::string());
   resumed_ = true;
@@ -191,7 +258,13 @@ std::string Trainer::save(const CheckpointWriteHook& hook) {
              {"world_size", e_.group ? e_.group->world_size() : 1},
              {"torch_version", TORCH_VERSION},
              {"run_id", run_id_}};
+  if (e_.train.eval_every > 0)
+    c.state["validation"] = {{"metric", e_.train.eval_metric},
+                             {"best_value", best_step_ >= 0 ? nlohmann::json(best_value_) : nlohmann::json()},
+                             {"best_step", best_step_},
+                             {"since_best", since_best_}};
   const std::string dir = save_checkpoint(e_.run_dir, step_, c, e_.train.keep_checkpoints, hook);
+  saved_step_ = step_;
   core::log_info("checkpoint ", dir);
   return dir;
 }
@@ -219,11 +292,17 @@ void Trainer::run_steps(int64_t until_step) {
   }
   started_ = true;
   const std::string metrics_path = e_.run_dir + "/metrics.jsonl";
-  std::ofstream metrics_file;
+  const std::string validation_path = e_.run_dir + "/validation.jsonl";
+  std::ofstream metrics_file, validation_file;
   if (writer) {
     truncate_metrics(metrics_path, step_);
     metrics_file.open(metrics_path, std::ios::app);
     MEDVLP_CHECK(metrics_file, metrics_path, ": cannot open for appending");
+    if (e_.train.eval_every > 0) {
+      truncate_metrics(validation_path, step_);
+      validation_file.open(validation_path, std::ios::app);
+      MEDVLP_CHECK(validation_file, validation_path, ": cannot open for appending");
+    }
   }
   const bool live = writer && e_.train.progress && ::isatty(STDERR_FILENO);
   const int64_t per_epoch = loader_->batches_per_epoch();
@@ -278,10 +357,63 @@ void Trainer::run_steps(int64_t until_step) {
                    format_duration(eta).c_str());
       std::fflush(stderr);
     }
-    if (e_.train.checkpoint_every > 0 && step_ % e_.train.checkpoint_every == 0 && step_ < target) save();
+    if (e_.train.eval_every > 0 && step_ % e_.train.eval_every == 0) {
+      if (live) std::fprintf(stderr, "\n");
+      if (validate(validation_file)) break;
+    }
+    if (e_.train.checkpoint_every > 0 && step_ % e_.train.checkpoint_every == 0 && step_ < target && saved_step_ != step_)
+      save();
   }
   if (live) std::fprintf(stderr, "\n");
-  save();
+  if (saved_step_ != step_) save();
+  if (writer) write_training_charts(e_.run_dir);
+}
+
+bool Trainer::validate(std::ofstream& log) {
+  // Rank 0 evaluates (the others wait in the broadcast of its decision), so that all stop together.
+  double stop = 0.0;
+  if (e_.writes_run()) {
+    const auto start = std::chrono::steady_clock::now();
+    double value = 0.0;
+    nlohmann::json line = e_.validate(&value);
+    const bool improved = value > best_value_;
+    if (improved) {
+      best_value_ = value;
+      best_step_ = step_;
+      since_best_ = 0;
+    } else {
+      ++since_best_;
+    }
+    line["step"] = step_;
+    line["metric"] = e_.train.eval_metric;
+    line["value"] = value;
+    line["best_value"] = best_value_;
+    line["best_step"] = best_step_;
+    line["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    log << line.dump() << "\n" << std::flush;
+    MEDVLP_CHECK(log.good(), e_.run_dir, "/validation.jsonl: write failed at step ", step_, " (", std::strerror(errno), ")");
+    char text[200];
+    std::snprintf(text, sizeof(text), "validation at step %lld: %s %.4f (best %.4f at step %lld)%s",
+                  static_cast<long long>(step_), e_.train.eval_metric.c_str(), value, best_value_,
+                  static_cast<long long>(best_step_), improved ? ", new best" : "");
+    core::log_info(text);
+    if (improved) {
+      // The checkpoint holds the validation state, so it is written after the update above.
+      mark_best_checkpoint(e_.run_dir, save());
+    }
+    if (e_.train.early_stop > 0 && since_best_ >= e_.train.early_stop) {
+      core::log_info("early stop at step ", step_, ": ", since_best_, " validations without improving on ",
+                     e_.train.eval_metric, " ", best_value_, " (step ", best_step_, "); the best checkpoint is ",
+                     e_.run_dir, "/best");
+      stop = 1.0;
+    }
+  }
+  if (e_.group) {
+    at::Tensor flag = torch::full({1}, stop, torch::kDouble);
+    e_.group->broadcast(flag, 0);
+    stop = flag.item<double>();
+  }
+  return stop > 0.0;
 }
 
 }  // namespace medvlp::train

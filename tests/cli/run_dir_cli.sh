@@ -29,13 +29,14 @@ fi
 grep -q 'model.image.name: unknown image encoder "resnet9000"' <<<"$err" || fail "config error: $err"
 [ "$(fingerprint)" = "$before" ] || fail "a failed --overwrite lost the earlier run"
 [ ! -e "$run/.replaced" ] || fail ".replaced left behind"
-[ "$(ls "$run" | LC_ALL=C sort | tr '\n' ' ')" = "checkpoints config.yaml metrics.jsonl tokenizer.model tokenizer.vocab train.log " ] ||
+[ "$(ls "$run" | LC_ALL=C sort | tr '\n' ' ')" = "checkpoints config.yaml curves.png metrics.jsonl tokenizer.model tokenizer.vocab train.log " ] ||
   fail "run folder after a failed overwrite: $(ls "$run")"
 
 # eval and convert take the run folder (its newest checkpoint and its config.yaml).
 "$medvlp" --log-level warn eval --checkpoint "$run" >"$work/eval.out" 2>"$work/eval.err" || fail "eval RUN: $(cat "$work/eval.err")"
 grep -q "using $run/checkpoints/step_4 (the newest checkpoint of $run)" "$work/eval.err" || fail "eval did not say which checkpoint"
-[ -s "$run/eval.json" ] || fail "eval RUN wrote no $run/eval.json"
+[ -s "$run/eval.json" ] && [ -s "$run/eval_predictions.csv" ] && [ -s "$run/eval_roc.png" ] ||
+  fail "eval RUN wrote no eval.json, eval_predictions.csv or eval_roc.png into $run"
 "$medvlp" --log-level warn convert --checkpoint "$run" --part image -o "$work/image.safetensors" >/dev/null 2>&1 ||
   fail "convert --checkpoint RUN"
 grep -aq "$run/checkpoints/step_4" "$work/image.safetensors" || fail "convert did not record the resolved checkpoint"

@@ -9,6 +9,7 @@
 
 #include "medvlp/core/config.h"
 #include "medvlp/data/dataset.h"
+#include "medvlp/eval/localization.h"
 #include "medvlp/eval/predictions.h"
 #include "medvlp/losses/anatomy_loss.h"
 #include "medvlp/models/vlp_model.h"
@@ -41,6 +42,9 @@ struct EvalOptions {
   /// The split whose predictions choose each finding's F1-maximizing threshold, for accuracy and F1
   /// on `split`; "" reports threshold-free figures (AUROC, AUPRC) only.
   std::string thresholds_from = "val";
+  /// `eval.localization` (present: enabled): heat maps of each finding's positive prompts scored
+  /// against the evaluation set's lesion boxes.
+  LocalizationOptions localization;
 };
 
 /// Reads the `eval` section. `findings` fill default prompts for findings without any.
@@ -68,6 +72,6 @@ nlohmann::json evaluate(models::VlpModel& model, const data::DatasetPtr& dataset
                         const data::DatasetPtr& threshold_set = nullptr, Predictions* predictions = nullptr);
 
 /// A fixed-width text table of an evaluate() result, for the terminal.
-std::string format_eval_table(const nlohmann::json& result);
+std::string format_eval_table(const nlohmann::json& result, const std::string& title = "zero-shot classification");
 
 }  // namespace medvlp::eval

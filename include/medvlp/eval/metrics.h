@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/Tensor.h>
@@ -44,6 +45,10 @@ class BinaryScores {
   /// The threshold (one of the scores) at which `score >= threshold` has the highest F1, the highest
   /// such score on ties: chosen on validation, applied to test. NaN when there is no positive.
   double f1_threshold() const;
+  /// The ROC curve from (0, 0) to (1, 1), one point per distinct threshold from the highest
+  /// (sklearn's roc_curve with drop_intermediate=False): {false positive rates, true positive rates}.
+  /// Empty when a class is missing.
+  std::pair<std::vector<double>, std::vector<double>> roc_curve() const;
   int64_t positives() const;
   int64_t negatives() const;
 

@@ -55,4 +55,7 @@ std::map<std::string, double> choose_thresholds(const Predictions& validation);
 /// figures of one resample come from the same draw.
 nlohmann::json summarize(const Predictions& predictions, const SummaryOptions& options);
 
+/// The ROC curve of every finding with both classes, with its AUROC in the legend, as a PNG chart.
+void write_roc_chart(const std::string& path, const Predictions& predictions, const std::string& title);
+
 }  // namespace medvlp::eval

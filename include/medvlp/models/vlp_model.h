@@ -32,6 +32,13 @@ class VlpModelImpl : public torch::nn::Module {
   /// entity_ids -> entity_embed [B,E,D] (and entity_reference when enabled).
   Encoded forward(const data::Batch& batch);
   int64_t embed_dim() const { return embed_dim_; }
+  /// Similarity of every image patch to every text, for localization: [B,T,N] for images [B,...]
+  /// and texts [T,L]; `grid` receives the patch grid. "tokens": the mean over each text's real tokens
+  /// of cos(token, patch) in the token space of the local losses (Encoded.text_tokens/image_tokens,
+  /// which must share a width); "embedding": cos(image projection of each patch, text embedding),
+  /// the global embedding applied per patch.
+  at::Tensor patch_similarity(const at::Tensor& images, const at::Tensor& ids, const at::Tensor& mask,
+                              const std::string& mode, std::vector<int64_t>* grid);
   /// Channels of Encoded.image_tokens / text_tokens / sentence_embed: local_dim when set, else the
   /// image encoder's width.
   int64_t token_dim() const;

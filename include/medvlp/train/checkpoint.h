@@ -23,11 +23,18 @@ struct Checkpoint {
 using CheckpointWriteHook = std::function<void(const std::string& path)>;
 
 /// Writes `run_dir/checkpoints/step_<step>` atomically and keeps the newest `keep_last` (0 = all) of this
-/// run's checkpoints: only those whose trainer_state.json carries the same "run_id" as `checkpoint.state`
+/// run's checkpoints besides the one `run_dir/best` points to: only those whose trainer_state.json carries the same "run_id" as `checkpoint.state`
 /// are ever deleted. Returns the final folder. On failure the temporary folder is removed and earlier
 /// checkpoints stay intact.
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Checkpoint& checkpoint, int64_t keep_last = 0,
                             const CheckpointWriteHook& hook = {});
+
+/// Points `run_dir/best` (a symbolic link) at `checkpoint_dir`, one of run_dir/checkpoints/step_N,
+/// replacing an earlier link in one rename. save_checkpoint's pruning never deletes its target.
+void mark_best_checkpoint(const std::string& run_dir, const std::string& checkpoint_dir);
+
+/// The checkpoint folder `run_dir/best` points to, or "" when there is none.
+std::string best_checkpoint(const std::string& run_dir);
 
 /// Loads a checkpoint folder; medvlp::Error names the folder and the missing or corrupt file.
 Checkpoint load_checkpoint(const std::string& dir);
@@ -44,7 +51,7 @@ enum class ExistingRun {
 
 /// A run folder readied for training: created, and `mode` applied to an earlier run it holds.
 /// `overwrite` moves what a run writes there (checkpoints/, metrics.jsonl, train.log, config.yaml, a
-/// trained tokenizer (tokenizer.model/.vocab, vocab.txt), eval.json, eval_init.json) into `.replaced/`; commit() deletes
+/// trained tokenizer (tokenizer.model/.vocab, vocab.txt), validation.jsonl, best, curves.png and what `medvlp eval` writes there) into `.replaced/`; commit() deletes
 /// it once the new run is built, and a RunFolder destroyed uncommitted (a config error) puts it back,
 /// so a failed start loses nothing. Other files in the folder are never touched.
 class RunFolder {

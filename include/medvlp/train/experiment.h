@@ -32,6 +32,13 @@ struct TrainOptions {
   double grad_clip = 1.0;          // max global gradient norm; 0 disables
   int64_t threads = 0;             // torch intra-op threads; 0 keeps torch's default
   bool progress = true;            // a live progress bar when stderr is a terminal
+  /// Validation during training: every `eval_every` steps (0: never) zero-shot AUC and retrieval on
+  /// the val split (no bootstrap, no thresholds), logged to validation.jsonl; the best by
+  /// `eval_metric` (higher is better) is kept as RUN/best; `early_stop` evaluations without
+  /// improvement end the run (0: never).
+  int64_t eval_every = 0;
+  std::string eval_metric = "mean_auc";  // mean_auc | mean_auprc | image_to_text.R@K | text_to_image.R@K
+  int64_t early_stop = 0;
 };
 
 /// A fully built experiment. Construction reads every config key and rejects unknown ones,
@@ -46,6 +53,7 @@ struct Experiment {
   data::DatasetPtr train_set;
   data::DatasetPtr eval_set;
   data::DatasetPtr threshold_set;  // the eval.thresholds_from split, or null
+  data::DatasetPtr val_set;        // the val split when train.eval_every > 0, else null
   models::VlpModel model{nullptr};
   std::vector<losses::WeightedLoss> losses;
   /// The structured-report stage (data.report), or null; the loader adds its units to batches.
@@ -80,7 +88,12 @@ struct Experiment {
   std::shared_ptr<losses::AnatomyLossImpl> anatomy_loss() const;
   /// Zero-shot classification and retrieval on `eval_set` with the `eval` section's settings
   /// (thresholds for accuracy and F1 chosen on `threshold_set`); `predictions` receives the per-case scores.
-  nlohmann::json evaluate(eval::Predictions* predictions = nullptr);
+  /// With eval.localization, the heat-map overlays go to `overlay_dir` ("" writes none).
+  nlohmann::json evaluate(eval::Predictions* predictions = nullptr, const std::string& overlay_dir = "");
+  /// The validation figures (train.eval_every): zero-shot and retrieval on `val_set` without
+  /// bootstrap or thresholds, and the value of train.eval_metric in them. medvlp::Error when that
+  /// value is undefined (no finding with both classes among the validation cases).
+  nlohmann::json validate(double* metric_value);
   /// Trainable tensors by name, in a fixed order (model first, then losses).
   std::vector<std::pair<std::string, at::Tensor>> trainable() const;
 };

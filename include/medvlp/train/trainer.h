@@ -2,7 +2,9 @@
 // The training loop: data, model, losses, AdamW, schedule, autocast, logging, checkpoints, resume.
 
 #include <cstdint>
+#include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +30,8 @@ class Trainer {
   /// Throws medvlp::Error on a non-finite loss, before the update, so the last checkpoint stays good.
   /// A run that was not resumed refuses a run folder holding another run's checkpoints or metrics
   /// (see RunFolder), so it never truncates or prunes them.
+  /// With train.eval_every, the val split is evaluated on the way (validation.jsonl), the best
+  /// checkpoint by train.eval_metric is linked as RUN/best, and train.early_stop ends the run early.
   /// On several ranks (Experiment::group), every rank runs the same steps on its share of each
   /// global batch with gradients averaged over ranks; rank 0 alone logs and checkpoints; a rank
   /// that fails records why in the rendezvous store, and the others' next collective fails naming it.
@@ -51,6 +55,8 @@ class Trainer {
 
  private:
   void run_steps(int64_t until_step);
+  /// train.eval_every: evaluates the val split, logs it, keeps RUN/best; true when early stopping ends the run.
+  bool validate(std::ofstream& log);
   Experiment& e_;
   std::vector<at::Tensor> params_;  // trainable tensors, for gradient clipping
   std::unique_ptr<AdamW> optimizer_;
@@ -59,6 +65,10 @@ class Trainer {
   int64_t step_ = 0;
   std::string run_id_;
   bool resumed_ = false, started_ = false;
+  int64_t saved_step_ = -1;  // the step of the last checkpoint written, so one step is not saved twice
+  // Validation state (checkpointed, so a resumed run keeps its best and its patience).
+  double best_value_ = -std::numeric_limits<double>::infinity();
+  int64_t best_step_ = -1, since_best_ = 0;
 };
 
 }  // namespace medvlp::train

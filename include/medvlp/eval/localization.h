@@ -1,0 +1,69 @@
+#pragma once
+// Localization without boxes (AFLoc's evaluation): each finding's prompt gives a similarity map over
+// the image patches, upsampled to the image, normalized per image, and scored against the lesion
+// boxes: pointing game, IoU and Dice at thresholds, contrast-to-noise ratio.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "medvlp/data/dataset.h"
+#include "medvlp/data/sample.h"
+#include "medvlp/models/vlp_model.h"
+#include "medvlp/text/tokenizer.h"
+
+namespace medvlp::eval {
+
+/// A map's scores against one finding's target region.
+struct MapScores {
+  double pointing = 0;          // share of the map's maximal pixels inside the target: 1 or 0 for a single
+                                // peak; the target's area fraction (chance) for a flat map
+  std::vector<double> iou, dice;  // of (map >= threshold) and the target, per threshold
+  double cnr = 0;               // |mean in - mean out| / sqrt(var in + var out); 0 when both are flat
+};
+
+/// Bilinear upsampling (half-pixel centres, as torch's align_corners=false) of maps [K,h,w] to
+/// [K,height,width], each then min-max normalized to [0,1]; a flat map becomes all zeros.
+at::Tensor upsample_maps(const at::Tensor& maps, int64_t height, int64_t width);
+
+/// The union of `finding`'s boxes as a 0/1 byte mask [height,width]; box edges are rounded to pixels
+/// (x0,y0 inclusive, x1,y1 exclusive) and clipped to the image.
+at::Tensor box_mask(const std::vector<data::Box>& boxes, int64_t finding, int64_t height, int64_t width);
+
+/// Scores a normalized map [H,W] against a target mask [H,W] (bytes, bool, or float > 0.5) with at
+/// least one pixel.
+MapScores score_map(const at::Tensor& map, const at::Tensor& target, const std::vector<double>& thresholds);
+
+/// score_map() for every map of one image at once: `maps` [K,h,w] (patch grids) are upsampled as
+/// upsample_maps() does and scored against `targets[k]` ([height,width] masks; undefined ones are
+/// skipped, their entry left default), without materializing the upsampled stack: the per-image cost
+/// of evaluation (bench/localization-bench).
+std::vector<MapScores> score_grid_maps(const at::Tensor& maps, const std::vector<at::Tensor>& targets, int64_t height,
+                                       int64_t width, const std::vector<double>& thresholds);
+
+/// Settings of the `eval.localization` section.
+struct LocalizationOptions {
+  bool enabled = false;
+  /// "tokens": mean over the prompt's tokens of cos(token feature, patch feature) in the token space
+  /// the local losses train (AFLoc's word-patch similarity); "embedding": cos(projected patch, prompt
+  /// embedding), for models trained with global losses only; "auto": tokens when the model has
+  /// local heads (model.local_dim), else embedding.
+  std::string maps = "auto";
+  std::vector<double> thresholds = {0.1, 0.2, 0.3, 0.4, 0.5};
+  int64_t overlays = 4;  // heat-map PNGs written for the first N boxed cases of each finding
+};
+
+/// Localization of `dataset`'s boxed findings with one positive prompt set per finding (the mean
+/// of each prompt's map). Returns {"findings": {f: {"cases", "pointing_game", "iou": {t: v},
+/// "dice": {t: v}, "miou", "mdice", "cnr"}}, "mean": {...}, "maps": mode}; with `overlay_dir`,
+/// heat-map overlays (image, map, box outlines) go there as <finding>_<id>.png.
+/// medvlp::Error when the dataset has no boxes or a prompt names no finding of it.
+nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset, const text::Tokenizer& tokenizer,
+                        const std::vector<std::pair<std::string, std::vector<std::string>>>& prompts,
+                        const LocalizationOptions& options, int64_t max_text_len, const c10::Device& device,
+                        float image_mean, float image_std, const std::string& overlay_dir = "");
+
+}  // namespace medvlp::eval

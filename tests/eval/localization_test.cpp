@@ -1,0 +1,135 @@
+// Localization metrics on constructed maps with known answers, upsampling against torch's
+// interpolate, and maps of a real model end to end (with overlays).
+#include "medvlp/eval/localization.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "../testing_util.h"
+#include "medvlp/core/config.h"
+#include "medvlp/train/experiment.h"
+
+using namespace medvlp;
+
+namespace {
+const std::vector<double> kThresholds{0.1, 0.2, 0.3, 0.4, 0.5};
+}
+
+TEST(Localization, AMapEqualToTheBoxScoresPerfectly) {
+  const at::Tensor target = eval::box_mask({{2, 4.f, 6.f, 10.f, 9.f}, {1, 0.f, 0.f, 3.f, 3.f}}, 2, 16, 20);
+  EXPECT_EQ(target.sum().item<double>(), 6 * 3);  // x 4..9, y 6..8; the other finding's box left out
+  const eval::MapScores s = eval::score_map(target, target, kThresholds);
+  EXPECT_DOUBLE_EQ(s.pointing, 1.0);
+  for (size_t j = 0; j < kThresholds.size(); ++j) {
+    EXPECT_DOUBLE_EQ(s.iou[j], 1.0);
+    EXPECT_DOUBLE_EQ(s.dice[j], 1.0);
+  }
+  EXPECT_EQ(s.cnr, 0.0);  // both regions flat: no noise, defined as 0
+}
+
+TEST(Localization, AFlatMapScoresChance) {
+  const at::Tensor target = eval::box_mask({{0, 0.f, 0.f, 5.f, 4.f}}, 0, 10, 10);  // 20 of 100 pixels
+  const eval::MapScores s = eval::score_map(torch::full({10, 10}, 0.7f), target, kThresholds);
+  EXPECT_DOUBLE_EQ(s.pointing, 0.2);  // every pixel is the peak: the box's area fraction
+  EXPECT_DOUBLE_EQ(s.iou[0], 0.2);     // everything predicted: IoU = box / image
+  EXPECT_NEAR(s.dice[0], 2 * 20.0 / 120.0, 1e-12);
+  EXPECT_EQ(s.cnr, 0.0);
+}
+
+TEST(Localization, ClosedFormsOnAShiftedBox) {
+  // Map = a 4x4 square of ones at (2..5, 2..5); target = 4x4 at (4..7, 2..5): overlap 2x4 = 8.
+  at::Tensor map = torch::zeros({10, 10});
+  map.slice(0, 2, 6).slice(1, 2, 6).fill_(1.0f);
+  const at::Tensor target = eval::box_mask({{0, 4.f, 2.f, 8.f, 6.f}}, 0, 10, 10);
+  const eval::MapScores s = eval::score_map(map, target, {0.5});
+  EXPECT_DOUBLE_EQ(s.iou[0], 8.0 / 24.0);
+  EXPECT_DOUBLE_EQ(s.dice[0], 16.0 / 32.0);
+  EXPECT_DOUBLE_EQ(s.pointing, 8.0 / 16.0);
+  // CNR: inside mean .5 var .25; outside 8 ones of 84: mean 8/84, var m(1-m).
+  const double mo = 8.0 / 84.0;
+  EXPECT_NEAR(s.cnr, (0.5 - mo) / std::sqrt(0.25 + mo * (1 - mo)), 1e-9);
+  EXPECT_ERROR_CONTAINS(eval::score_map(map, torch::zeros({10, 10}), {0.5}), "the target region is empty");
+}
+
+TEST(Localization, UpsamplingMatchesTorchInterpolateThenMinMax) {
+  torch::manual_seed(3);
+  const at::Tensor maps = torch::randn({3, 7, 7});
+  maps[2].fill_(0.25);  // a flat map
+  const at::Tensor up = eval::upsample_maps(maps, 512, 512);
+  const at::Tensor ref = torch::nn::functional::interpolate(
+      maps.unsqueeze(0), torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{512, 512}).mode(torch::kBilinear).align_corners(false))[0];
+  for (int64_t k = 0; k < 2; ++k) {
+    const at::Tensor r = (ref[k] - ref[k].min()) / (ref[k].max() - ref[k].min());
+    EXPECT_LE((up[k] - r).abs().max().item<double>(), 1e-6);
+    EXPECT_FLOAT_EQ(up[k].max().item<float>(), 1.0f);
+  }
+  EXPECT_EQ(up[2].abs().max().item<float>(), 0.0f);
+}
+
+TEST(Localization, FusedScoringEqualsUpsampleThenScore) {
+  // score_grid_maps upsamples itself; the reference goes through torch's interpolate.
+  torch::manual_seed(6);
+  const at::Tensor maps = torch::randn({4, 14, 14});
+  maps[3].fill_(2.0);
+  std::vector<at::Tensor> targets{eval::box_mask({{0, 100.f, 40.f, 260.f, 300.f}}, 0, 320, 352), at::Tensor(),
+                                  eval::box_mask({{0, 0.f, 0.f, 30.f, 20.f}, {0, 300.f, 200.f, 352.f, 320.f}}, 0, 320, 352),
+                                  eval::box_mask({{0, 5.f, 5.f, 50.f, 50.f}}, 0, 320, 352)};
+  const auto fused = eval::score_grid_maps(maps, targets, 320, 352, kThresholds);
+  const at::Tensor up = eval::upsample_maps(maps, 320, 352);
+  for (int64_t k : {0, 2, 3}) {
+    const auto ref = eval::score_map(up[k], targets[static_cast<size_t>(k)], kThresholds);
+    EXPECT_NEAR(fused[k].pointing, ref.pointing, 1e-12) << k;
+    EXPECT_NEAR(fused[k].cnr, ref.cnr, 1e-4) << k;
+    for (size_t j = 0; j < kThresholds.size(); ++j) {
+      // A pixel within float rounding of a threshold may fall on either side: allow a few.
+      EXPECT_NEAR(fused[k].iou[j], ref.iou[j], 2e-4) << k << " " << j;
+      EXPECT_NEAR(fused[k].dice[j], ref.dice[j], 2e-4) << k << " " << j;
+    }
+  }
+  EXPECT_GT(fused[0].iou[0], 0.0);
+}
+
+TEST(Localization, EvaluatesPhantomBoxesAndWritesOverlays) {
+  testing_util::TempDir dir;
+  const char* config = R"(
+seed: 1
+device: cpu
+data: {name: synthetic_cxr, image_size: 32, train_size: 16, val_size: 4, test_size: 24, workers: 1}
+text: {vocab_size: 120, train_reports: 16, max_len: 24}
+model:
+  embed_dim: 16
+  local_dim: 8
+  image: {name: small_cnn, channels: [8, 16]}
+  text: {name: small_transformer, dim: 16, layers: 1, heads: 2, ff_dim: 32, max_len: 24}
+losses: [{name: clip}]
+train: {steps: 1, batch_size: 8}
+eval: {bootstrap: 0, localization: {overlays: 2}}
+)";
+  train::Experiment e = train::Experiment::build(core::Config::parse(config, "loc.yaml"), dir.path() + "/run");
+  const nlohmann::json r = e.evaluate(nullptr, dir.path() + "/maps");
+  ASSERT_TRUE(r.contains("localization")) << r.dump();
+  const auto& loc = r["localization"];
+  EXPECT_EQ(loc["maps"], "tokens");  // the model has local heads
+  EXPECT_GT(loc["boxed_cases"].get<int64_t>(), 0);
+  ASSERT_FALSE(loc["findings"].empty());
+  for (auto it = loc["findings"].begin(); it != loc["findings"].end(); ++it) {
+    EXPECT_GE((*it)["pointing_game"].get<double>(), 0.0);
+    EXPECT_LE((*it)["pointing_game"].get<double>(), 1.0);
+    EXPECT_EQ((*it)["iou"].size(), 5u);
+  }
+  int pngs = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir.path() + "/maps")) pngs += f.path().extension() == ".png";
+  EXPECT_GT(pngs, 0);
+  EXPECT_LE(pngs, 2 * static_cast<int>(e.eval_set->findings().size()));
+  // Embedding maps for models without local heads; tokens maps need equal widths.
+  core::Config c = core::Config::parse(config, "loc.yaml");
+  c.set("model.local_dim=0");
+  c.set("model.image.channels=[8, 12]");
+  train::Experiment g = train::Experiment::build(c, dir.path() + "/run2");
+  EXPECT_EQ(g.evaluate()["localization"]["maps"], "embedding");
+  c.set("eval.localization.maps=tokens");
+  train::Experiment t = train::Experiment::build(c, dir.path() + "/run3");
+  EXPECT_ERROR_CONTAINS(t.evaluate(), "are 12 and 16 wide; set model.local_dim or use maps: embedding");
+}
