@@ -37,6 +37,12 @@ grep -q 'model.image.name: unknown image encoder "resnet9000"' <<<"$err" || fail
 grep -q "using $run/checkpoints/step_4 (the newest checkpoint of $run)" "$work/eval.err" || fail "eval did not say which checkpoint"
 [ -s "$run/eval.json" ] && [ -s "$run/eval_predictions.csv" ] && [ -s "$run/eval_roc.png" ] ||
   fail "eval RUN wrote no eval.json, eval_predictions.csv or eval_roc.png into $run"
+# probe takes the run folder too and writes its figures and per-case scores into it.
+"$medvlp" --log-level warn probe --checkpoint "$run" --fraction 0.5 --bootstrap 20 >"$work/probe.out" 2>&1 ||
+  fail "probe --checkpoint RUN: $(cat "$work/probe.out")"
+/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["fraction"] == 0.5 and r["train_cases"] > 0 and "auroc" in r["mean"], r' \
+  "$run/probe_0.5.json" || fail "probe wrote no usable $run/probe_0.5.json"
+[ -s "$run/probe_0.5_predictions.csv" ] || fail "probe wrote no predictions"
 "$medvlp" --log-level warn convert --checkpoint "$run" --part image -o "$work/image.safetensors" >/dev/null 2>&1 ||
   fail "convert --checkpoint RUN"
 grep -aq "$run/checkpoints/step_4" "$work/image.safetensors" || fail "convert did not record the resolved checkpoint"
