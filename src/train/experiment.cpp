@@ -326,8 +326,16 @@ Experiment Experiment::build(core::Config config, const std::string& run_dir, st
     if (e.val_set->size() == 0) train.fail("eval_every", "validates on the val split, which is empty");
   }
   if (!e.eval.thresholds_from.empty()) {
-    e.threshold_set = data::build_dataset(data, e.eval.thresholds_from);
-    if (e.threshold_set->size() == 0) {
+    try {
+      e.threshold_set = data::build_dataset(data, e.eval.thresholds_from);
+    } catch (const Error& err) {
+      // The default (val) must not break a dataset built without that split (build-shards --splits);
+      // a split the config names explicitly must exist.
+      if (eval_node.has("thresholds_from")) throw;
+      core::log_warn("eval: no ", e.eval.thresholds_from, " split to choose thresholds on (", err.what(),
+                     "); accuracy and F1 are not reported (set eval.thresholds_from: none to silence this)");
+    }
+    if (e.threshold_set && e.threshold_set->size() == 0) {
       core::log_warn("eval.thresholds_from: the ", e.eval.thresholds_from,
                      " split is empty; accuracy and F1 are not reported (AUROC and AUPRC need no threshold)");
       e.threshold_set = nullptr;

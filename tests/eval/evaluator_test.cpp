@@ -10,6 +10,8 @@
 #include "../testing_util.h"
 #include "medvlp/core/config.h"
 #include "medvlp/data/sample.h"
+#include "medvlp/data/shards.h"
+#include "medvlp/data/synthetic_cxr.h"
 #include "medvlp/eval/evaluator.h"
 #include "medvlp/train/experiment.h"
 
@@ -159,4 +161,36 @@ TEST(Evaluator, PerAnatomyPromptsNeedAnAnatomyLossThatKnowsTheAnatomy) {
                         "eval.prompts.consolidation.anatomy: scores \"consolidation\" on anatomy features, which "
                         "come from an anatomy loss");
   EXPECT_ERROR_CONTAINS(build({"eval.prompts.cardiomegaly.anatomy=[]"}), "eval.prompts.cardiomegaly.anatomy: expected");
+}
+
+TEST(Evaluator, DefaultThresholdSplitMayBeMissingButANamedOneMustExist) {
+  // Shards built without a val split (build-shards --splits train,test).
+  testing_util::TempDir dir;
+  data::SyntheticCxrOptions o;
+  o.image_size = 32;
+  o.train_size = 24;
+  o.test_size = 24;
+  data::write_shards(data::SyntheticCxrDataset(o, data::Split::kTrain), dir.path() + "/shards/train");
+  data::write_shards(data::SyntheticCxrDataset(o, data::Split::kTest), dir.path() + "/shards/test");
+  const std::string config = R"(
+seed: 1
+device: cpu
+data: {name: shards, dir: )" + dir.path() + R"(/shards, workers: 1}
+text: {vocab_size: 120, train_reports: 24, max_len: 24}
+model:
+  embed_dim: 16
+  image: {name: small_cnn, channels: [8, 16]}
+  text: {name: small_transformer, dim: 16, layers: 1, heads: 2, ff_dim: 32, max_len: 24}
+losses: [{name: clip}]
+train: {steps: 1, batch_size: 8}
+eval: {bootstrap: 0}
+)";
+  train::Experiment e = train::Experiment::build(core::Config::parse(config, "s.yaml"), dir.path() + "/run");
+  EXPECT_EQ(e.threshold_set, nullptr);
+  const nlohmann::json r = e.evaluate();
+  EXPECT_FALSE(r["zero_shot"].contains("thresholds_from"));
+  EXPECT_FALSE(r["zero_shot"]["mean"].contains("f1_macro"));
+  core::Config named = core::Config::parse(config, "s.yaml");
+  named.set("eval.thresholds_from=val");
+  EXPECT_ERROR_CONTAINS(train::Experiment::build(named, dir.path() + "/run2"), "/shards/val/index.json: missing");
 }
