@@ -12,24 +12,17 @@ namespace medvlp::app {
 
 Action add_convert(CLI::App& app) {
   struct Args {
-    std::string device, config, checkpoint, part, format, out;
-    std::vector<std::string> sets;
+    ModelArgs model;
+    std::string part, format, out;
   };
   auto args = std::make_shared<Args>();
-  app.add_option("-c,--config", args->config,
-                 "experiment config (default: the config.yaml of the run --checkpoint belongs to)");
-  app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
-  app.add_option("--device", args->device, "auto, cpu, cuda or cuda:N (overrides the config's `device`)");
-  app.add_option("--checkpoint", args->checkpoint, "a checkpoint folder or a run folder (its newest checkpoint); default: the config's initial weights");
+  args->model.add_to(app, "a checkpoint folder or a run folder (its newest checkpoint); default: the config's initial weights");
   app.add_option("--part", args->part, "which encoder to export")->required()->check(CLI::IsMember({"image", "text"}));
   app.add_option("--format", args->format,
                  "parameter names: torchvision | timm (image), hf (text), medvlp; default: the original library's (torchvision for ResNets, timm for ViTs, hf for BERT/CLIP)");
   app.add_option("-o,--out", args->out, "the safetensors file to write")->required();
   return [args] {
-    if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
-    core::Config config = load_config(config_path_for(args->config, args->checkpoint), args->sets, args->device);
-    train::Experiment e = train::Experiment::build(std::move(config), "");
-    if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
+    train::Experiment e = args->model.build("convert");
     torch::nn::Module& encoder = args->part == "image" ? static_cast<torch::nn::Module&>(*e.model->image_encoder())
                                                        : static_cast<torch::nn::Module&>(*e.model->text_encoder());
     const std::string family =
@@ -43,7 +36,7 @@ Action add_convert(CLI::App& app) {
                          {{"format", "pt"},
                           {"medvlp_family", family},
                           {"medvlp_names", format},
-                          {"medvlp_source", args->checkpoint.empty() ? "initial weights" : args->checkpoint}});
+                          {"medvlp_source", args->model.checkpoint.empty() ? "initial weights" : args->model.checkpoint}});
     std::cout << "wrote " << tensors.size() << " tensors of the " << family << " " << args->part << " encoder ("
               << format << " names) to " << args->out << "\n";
     return 0;

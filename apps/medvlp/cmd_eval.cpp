@@ -16,42 +16,31 @@ namespace medvlp::app {
 
 Action add_eval(CLI::App& app) {
   struct Args {
-    std::string device, config, checkpoint, out;
-    std::vector<std::string> sets;
-    bool init = false;
+    ModelArgs model;
+    std::string out;
   };
   auto args = std::make_shared<Args>();
-  app.add_option("-c,--config", args->config,
-                 "experiment config (default: the config.yaml of the run --checkpoint belongs to)");
-  app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
-  app.add_option("--device", args->device, "auto, cpu, cuda or cuda:N (overrides the config's `device`)");
-  auto* ckpt = app.add_option("--checkpoint", args->checkpoint, "a checkpoint folder (RUN/checkpoints/step_N) or a run folder (its newest checkpoint)");
-  auto* init = app.add_flag("--init", args->init, "evaluate the untrained model (the seed's initial weights)");
-  ckpt->excludes(init);
+  args->model.add_to(app, "a checkpoint folder (RUN/checkpoints/step_N), RUN/best, or a run folder (its newest checkpoint)",
+                     "evaluate the untrained model (the seed's initial weights)");
   app.add_option("-o,--out", args->out, "where to write the JSON result (default: next to the checkpoint's run)");
   return [args] {
-    MEDVLP_CHECK(!args->checkpoint.empty() || args->init, "eval: give --checkpoint DIR or --init");
-    if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
-    core::Config config = load_config(config_path_for(args->config, args->checkpoint), args->sets, args->device);
-    train::Experiment e = train::Experiment::build(std::move(config), "");
-    if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
+    train::Experiment e = args->model.build("eval");
     eval::Predictions predictions;
     std::string out = args->out;
     if (out.empty()) {
       // run/checkpoints/step_N -> run/eval.json; run/best -> run/eval_best.json
-      std::string c = args->checkpoint;
+      std::string c = args->model.checkpoint;
       while (c.size() > 1 && c.back() == '/') c.pop_back();
       const auto cut = c.find("/checkpoints/");
       const bool best = c.size() >= 5 && c.compare(c.size() - 5, 5, "/best") == 0;
-      out = args->init ? "eval_init.json"
+      out = args->model.init ? "eval_init.json"
             : best     ? c.substr(0, c.size() - 5) + "/eval_best.json"
             : cut == std::string::npos ? "eval.json"
                                        : c.substr(0, cut) + "/eval.json";
     }
-    const std::string stem_of_out = out.size() > 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.substr(0, out.size() - 5) : out;
-    const nlohmann::json result = e.evaluate(&predictions, e.eval.localization.overlays > 0 ? stem_of_out + "_maps" : "");
+    const std::string stem = json_stem(out);
+    const nlohmann::json result = e.evaluate(&predictions, e.eval.localization.overlays > 0 ? stem + "_maps" : "");
     // eval.json -> eval_predictions.csv beside it: the per-case scores `medvlp metrics` recomputes from.
-    const std::string& stem = stem_of_out;
     const std::string predictions_path = stem + "_predictions.csv";
     eval::write_predictions_csv(predictions_path, predictions);
     if (eval::charts_available())

@@ -17,19 +17,13 @@ namespace medvlp::app {
 
 Action add_probe(CLI::App& app) {
   struct Args {
-    std::string device, config, checkpoint, out;
-    std::vector<std::string> sets;
-    bool init = false;
+    ModelArgs model;
+    std::string out;
     eval::ProbeOptions probe;
   };
   auto args = std::make_shared<Args>();
-  app.add_option("-c,--config", args->config,
-                 "experiment config (default: the config.yaml of the run --checkpoint belongs to)");
-  app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
-  app.add_option("--device", args->device, "auto, cpu, cuda or cuda:N (overrides the config's `device`)");
-  auto* ckpt = app.add_option("--checkpoint", args->checkpoint, "a checkpoint folder, RUN/best, or a run folder (its newest checkpoint)");
-  auto* init = app.add_flag("--init", args->init, "probe the untrained encoder (the seed's initial weights): the baseline");
-  ckpt->excludes(init);
+  args->model.add_to(app, "a checkpoint folder, RUN/best, or a run folder (its newest checkpoint)",
+                     "probe the untrained encoder (the seed's initial weights): the baseline");
   app.add_option("--fraction", args->probe.fraction, "fraction of the training patients whose labels train the head")
       ->check(CLI::Range(1e-6, 1.0));
   app.add_option("--seed", args->probe.seed, "which patients are drawn (and the head's initialization)");
@@ -39,16 +33,12 @@ Action add_probe(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
   app.add_option("-o,--out", args->out, "the JSON result (default: RUN/probe_<fraction>.json, or probe_init_<fraction>.json)");
   return [args] {
-    MEDVLP_CHECK(!args->checkpoint.empty() || args->init, "probe: give --checkpoint DIR or --init");
-    if (!args->checkpoint.empty()) args->checkpoint = resolve_checkpoint_arg(args->checkpoint);
-    core::Config config = load_config(config_path_for(args->config, args->checkpoint), args->sets, args->device);
-    train::Experiment e = train::Experiment::build(std::move(config), "");
-    if (!args->checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(args->checkpoint).model);
+    train::Experiment e = args->model.build("probe");
     std::string out = args->out;
     if (out.empty()) {
       char name[64];
-      std::snprintf(name, sizeof name, "probe%s_%g.json", args->init ? "_init" : "", args->probe.fraction);
-      const std::string run = args->checkpoint.empty() ? "" : train::run_dir_of(args->checkpoint);
+      std::snprintf(name, sizeof name, "probe%s_%g.json", args->model.init ? "_init" : "", args->probe.fraction);
+      const std::string run = args->model.checkpoint.empty() ? "" : train::run_dir_of(args->model.checkpoint);
       out = run.empty() ? name : run + "/" + name;
     }
     // Features of unaugmented images, as the test set's are.
@@ -62,7 +52,7 @@ Action add_probe(CLI::App& app) {
     nlohmann::json result =
         eval::linear_probe(features(train), features(val), features(e.eval_set), args->probe, &predictions);
     result["split"] = e.eval.split;
-    const std::string stem = out.size() > 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.substr(0, out.size() - 5) : out;
+    const std::string stem = json_stem(out);
     eval::write_predictions_csv(stem + "_predictions.csv", predictions);
     io::write_file_atomic(out, result.dump(2) + "\n");
     char title[160];

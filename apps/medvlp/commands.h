@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "medvlp/core/config.h"
+#include "medvlp/train/experiment.h"
 
 namespace medvlp::app {
 using Action = std::function<int()>;
@@ -40,6 +41,23 @@ class BatchErrors {
 
 /// The config at `path` with the command line's `--set` overrides, then `--device` when given.
 core::Config load_config(const std::string& path, const std::vector<std::string>& sets, const std::string& device = "");
+
+/// The model a command reads (eval, probe, convert): -c, --set, --device and --checkpoint, and
+/// --init where the command offers the untrained model as an alternative to a checkpoint.
+struct ModelArgs {
+  std::string config, device, checkpoint;
+  std::vector<std::string> sets;
+  bool init = false;
+  bool init_offered = false;
+  /// Registers the options; a non-empty `init_help` adds --init, which excludes --checkpoint.
+  void add_to(CLI::App& app, const std::string& checkpoint_help, const std::string& init_help = "");
+  /// The experiment (no run folder) with the checkpoint's weights; `command` names the command in
+  /// the error when --init is offered and neither it nor --checkpoint is given.
+  train::Experiment build(const std::string& command);
+};
+
+/// A JSON output path without ".json": the stem the files written beside it share.
+std::string json_stem(const std::string& path);
 
 /// --checkpoint accepts a checkpoint folder or a run folder (its newest checkpoint, said on stderr).
 std::string resolve_checkpoint_arg(const std::string& path);

@@ -40,4 +40,27 @@ std::string config_path_for(const std::string& config, const std::string& checkp
   return run + "/config.yaml";
 }
 
+void ModelArgs::add_to(CLI::App& app, const std::string& checkpoint_help, const std::string& init_help) {
+  app.add_option("-c,--config", config, "experiment config (default: the config.yaml of the run --checkpoint belongs to)");
+  app.add_option("--set", sets, "override a config key: a.b.c=value (repeatable)");
+  app.add_option("--device", device, "auto, cpu, cuda or cuda:N (overrides the config's `device`)");
+  CLI::Option* ckpt = app.add_option("--checkpoint", checkpoint, checkpoint_help);
+  if (!init_help.empty()) {
+    init_offered = true;
+    ckpt->excludes(app.add_flag("--init", init, init_help));
+  }
+}
+
+train::Experiment ModelArgs::build(const std::string& command) {
+  MEDVLP_CHECK(!init_offered || !checkpoint.empty() || init, command, ": give --checkpoint DIR or --init");
+  if (!checkpoint.empty()) checkpoint = resolve_checkpoint_arg(checkpoint);
+  train::Experiment e = train::Experiment::build(load_config(config_path_for(config, checkpoint), sets, device), "");
+  if (!checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(checkpoint).model);
+  return e;
+}
+
+std::string json_stem(const std::string& path) {
+  return path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0 ? path.substr(0, path.size() - 5) : path;
+}
+
 }  // namespace medvlp::app

@@ -9,7 +9,6 @@
 
 #include "medvlp/core/error.h"
 #include "medvlp/data/rng.h"
-#include "medvlp/eval/metrics.h"
 
 namespace medvlp::eval {
 
@@ -74,15 +73,12 @@ Predictions predictions_of(const Features& f, const at::Tensor& scores) {
   return p;
 }
 
+// summarize()'s mean AUROC without resamples; NaN when no finding has both classes.
 double mean_auroc(const Features& f, const at::Tensor& scores) {
-  const Predictions p = predictions_of(f, scores);
-  double sum = 0;
-  int64_t n = 0;
-  for (size_t k = 0; k < p.findings.size(); ++k) {
-    const double a = roc_auc(p.scores[k], p.labels[k]);
-    if (!std::isnan(a)) sum += a, ++n;
-  }
-  return n ? sum / static_cast<double>(n) : std::nan("");
+  SummaryOptions point;
+  point.resamples = 0;
+  const nlohmann::json mean = summarize(predictions_of(f, scores), point)["mean"]["auroc"];
+  return mean.is_number() ? mean.get<double>() : std::nan("");
 }
 
 }  // namespace

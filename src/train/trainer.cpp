@@ -78,27 +78,25 @@ void write_training_charts(const std::string& run_dir) {
     }
     return s;
   };
+  const auto chart = [&](const std::string& name, const std::string& title, const std::string& y_label,
+                         const std::vector<eval::Series>& lines) {
+    eval::ChartOptions o;
+    o.title = title;
+    o.x_label = "step";
+    o.y_label = y_label;
+    eval::write_line_chart(run_dir + "/" + name, lines, o);
+  };
   try {
     const auto metrics = read(run_dir + "/metrics.jsonl");
-    if (!metrics.empty()) {
-      eval::ChartOptions o;
-      o.title = "training loss";
-      o.x_label = "step";
-      o.y_label = "loss";
-      eval::write_line_chart(run_dir + "/curves.png", {series(metrics, "total_loss", "total loss")}, o);
-    }
+    if (!metrics.empty()) chart("curves.png", "training loss", "loss", {series(metrics, "total_loss", "total loss")});
     const auto validation = read(run_dir + "/validation.jsonl");
     if (!validation.empty()) {
-      eval::ChartOptions o;
-      o.title = "validation (val split)";
-      o.x_label = "step";
-      o.y_label = "";
       std::vector<eval::Series> lines{series(validation, "mean_auc", "mean AUROC"),
                                       series(validation, "mean_auprc", "mean AUPRC")};
       const std::string metric = validation.back().value("metric", std::string());
       if (metric != "mean_auc" && metric != "mean_auprc" && !metric.empty())
         lines.push_back(series(validation, metric, metric));
-      eval::write_line_chart(run_dir + "/validation.png", lines, o);
+      chart("validation.png", "validation (val split)", "", lines);
     }
   } catch (const std::exception& err) {
     core::log_warn("training charts not written: ", err.what());
