@@ -124,8 +124,13 @@ LossOutput SoftTargetLossImpl::entities_form(const models::Encoded& encoded, con
       const at::Tensor r = torch::nn::functional::normalize(context.all_gather(ref.detach()).flatten(0, 1),
                                                             torch::nn::functional::NormalizeFuncOptions().dim(1));
       sim = r.matmul(r.t());
-    } else {
+    } else if (options_.source == "labels") {
       sim = torch::ones({N * E, N * E}, image.options());
+    } else {
+      // identity: an entity text is a positive of its own image only (the ablation of MedFILIP's
+      // similarity matrix); with the disease test below, a repeated disease within one report is too.
+      const at::Tensor owner = torch::arange(N * E, image.options().dtype(torch::kLong)).div(E, "floor");
+      sim = owner.unsqueeze(1).eq(owner.unsqueeze(0)).to(image.scalar_type());
     }
     const at::Tensor same = disease.unsqueeze(1).eq(disease.unsqueeze(0)).to(sim.scalar_type());
     at::Tensor per_entity = (same * sim).masked_fill(valid.logical_not().unsqueeze(1), -1e9);  // invalid e never wins
@@ -163,7 +168,7 @@ LossPtr make_soft_target(const core::ConfigNode& node) {
   if (o.objective == "kl_sym" && o.target_form != "linear")
     node.fail("objective", "kl_sym needs strictly positive targets: use it with target_form: linear");
   o.normal_class = node.get_bool("normal_class", o.normal_class);
-  o.source = node.get_choice("source", o.source, {"encoder", "labels"});
+  o.source = node.get_choice("source", o.source, {"encoder", "labels", "identity"});
   o.mse_weight = node.get_double("mse_weight", o.mse_weight, 0.0, 1e6);
   o.bce_weight = node.get_double("bce_weight", o.bce_weight, 0.0, 1e6);
   o.temperature = node.get_double("temperature", o.temperature, 1e-4, 10.0);

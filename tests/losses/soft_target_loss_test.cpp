@@ -67,7 +67,8 @@ kit::NamedTensors entity_inputs(int64_t B, int64_t E, int64_t D, uint64_t seed) 
 }
 
 // MedFILIP's SSM + MSE + BCE, by loops over images and entity texts.
-double naive_entities_form(const kit::NamedTensors& in, double scale) {
+// identity: MedFILIP's similarity matrix ablated, the target is 1 exactly for the image's own texts.
+double naive_entities_form(const kit::NamedTensors& in, double scale, bool identity = false) {
   const at::Tensor img = in.at("image_embed"), ent = in.at("entity_embed"), mask = in.at("entity_mask");
   const at::Tensor dis = in.at("entity_disease");
   const at::Tensor ref = in.at("entity_reference") / in.at("entity_reference").norm(2, 2, true);
@@ -88,6 +89,7 @@ double naive_entities_form(const kit::NamedTensors& in, double scale) {
         target = first ? v : std::max(target, v);
         first = false;
       }
+      if (identity) target = i == j ? 1.0 : 0.0;
       const double logit = scale * (img[i] * ent[j][t]).sum().item<double>();
       mse += (logit - target) * (logit - target);
       bce += std::max(logit, 0.0) - logit * target + std::log1p(std::exp(-std::abs(logit)));
@@ -201,6 +203,17 @@ TEST(SoftTargetLoss, EntitiesFormMatchesMedFilipWrittenOut) {
   const auto in = entity_inputs(4, 3, 6, 13);
   auto loss = build("{form: entities, temperature: 0.5}");
   EXPECT_NEAR(kit::evaluate(*loss, in).total, naive_entities_form(in, 2.0), 1e-9);
+}
+
+TEST(SoftTargetLoss, EntitiesFormWithIdentityTargetsScoresOnlyTheImagesOwnTexts) {
+  auto in = entity_inputs(4, 3, 6, 18);
+  in["entity_disease"] = torch::zeros({4, 3}, torch::kLong);  // one disease everywhere: only ownership separates
+  in.erase("entity_reference");                              // not read in this mode
+  auto loss = build("{form: entities, source: identity, temperature: 0.5}");
+  EXPECT_NEAR(kit::evaluate(*loss, in).total, naive_entities_form(entity_inputs(4, 3, 6, 18), 2.0, true), 1e-9);
+  const auto g = kit::gradient_check(*loss, in);
+  EXPECT_TRUE(g) << g.message;
+  EXPECT_ERROR_CONTAINS(build("{form: entities, source: ssm}"), "source");
 }
 
 TEST(SoftTargetLoss, PassesTheKitsChecks) {

@@ -22,7 +22,8 @@ struct SoftTargetOptions {
   std::string objective = "ce";       // "ce": soft cross-entropy; "kl_sym": (KL(Y‖P) + KL(P‖Y)) / 2 per direction (ASG)
   bool normal_class = true;           // a "no finding" column, so normal reports resemble each other
   // entities form
-  std::string source = "encoder";     // "encoder": Encoded.entity_reference; "labels": same disease ⇒ 1
+  std::string source = "encoder";     // "encoder": Encoded.entity_reference; "labels": same disease ⇒ 1;
+                                      // "identity": 1 for the image's own entities only (no cross-sample targets)
   double mse_weight = 1.0;
   double bce_weight = 1.0;
   // both
