@@ -15,6 +15,7 @@ Action add_train(CLI::App& app);
 Action add_eval(CLI::App& app);
 Action add_metrics(CLI::App& app);
 Action add_probe(CLI::App& app);
+Action add_finetune(CLI::App& app);
 Action add_synth(CLI::App& app);
 Action add_loss_check(CLI::App& app);
 Action add_convert(CLI::App& app);

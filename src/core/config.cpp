@@ -152,7 +152,8 @@ void emit_yaml(YAML::Emitter& out, const json& value) {
 
 void collect_unread(const json& value, const std::string& path, const Config::State& state,
                     std::vector<std::string>* out) {
-  if (!path.empty() && !state.read.count(path)) {
+  // A null value unsets its key (has() is false for it), so it is never unknown.
+  if (!path.empty() && !state.read.count(path) && !value.is_null()) {
     out->push_back(path);
     return;  // children of an unknown key are not listed separately
   }
@@ -398,8 +399,9 @@ std::vector<std::string> ConfigNode::keys() const {
 
 std::vector<std::string> ConfigNode::unread_keys() const {
   std::vector<std::string> out;
+  const json& me = self();
   for (const auto& key : keys())
-    if (!state_->read.count(key_path(key))) out.push_back(key);
+    if (!state_->read.count(key_path(key)) && !me.at(key).is_null()) out.push_back(key);
   return out;
 }
 

@@ -112,6 +112,11 @@ Sample ManifestDataset::load(const ManifestEntry& e) const {
   return s;
 }
 
+std::string ManifestDataset::patient_id(int64_t index) const {
+  MEDVLP_CHECK(index >= 0 && index < size(), "manifest dataset: index ", index, " out of range [0, ", size(), ")");
+  return entries_[static_cast<size_t>(index)].patient_id;
+}
+
 Sample ManifestDataset::get(int64_t index, int64_t /*epoch*/) const {
   MEDVLP_CHECK(index >= 0 && index < size(), "manifest dataset: index ", index, " out of range [0, ", size(), ")");
   std::string last_error;

@@ -149,6 +149,11 @@ int64_t ShardDataset::size() const { return static_cast<int64_t>(state_->samples
 std::vector<std::string> ShardDataset::findings() const { return state_->findings; }
 std::vector<std::string> ShardDataset::anatomies() const { return state_->anatomies; }
 
+std::string ShardDataset::patient_id(int64_t index) const {
+  MEDVLP_CHECK(index >= 0 && index < size(), "shards ", state_->dir, ": index ", index, " out of range [0, ", size(), ")");
+  return state_->samples[static_cast<size_t>(index)].at("patient_id").get<std::string>();
+}
+
 Sample ShardDataset::get(int64_t index, int64_t /*epoch*/) const {
   const State& st = *state_;
   MEDVLP_CHECK(index >= 0 && index < size(), "shards ", st.dir, ": index ", index, " out of range [0, ", size(), ")");

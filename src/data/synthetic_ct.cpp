@@ -236,11 +236,16 @@ int64_t SyntheticCtDataset::size() const {
   }
 }
 
+std::string SyntheticCtDataset::patient_id(int64_t index) const {
+  MEDVLP_CHECK(index >= 0 && index < size(), "synthetic CT: index ", index, " out of range [0, ", size(), ")");
+  return split_name(split_) + "_" + std::to_string(index);
+}
+
 Sample SyntheticCtDataset::get(int64_t index, int64_t /*epoch*/) const {
   MEDVLP_CHECK(index >= 0 && index < size(), "synthetic CT: index ", index, " out of range [0, ", size(), ")");
   CtCase c = render_ct_case(options_, split_, index);
   Sample s;
-  s.id = split_name(split_) + "_" + std::to_string(index);
+  s.id = patient_id(index);
   s.patient_id = s.id;
   s.image = c.hu.unsqueeze(0);
   s.spacing = {c.spacing[0], c.spacing[1], c.spacing[2]};

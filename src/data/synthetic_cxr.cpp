@@ -607,6 +607,12 @@ int64_t SyntheticCxrDataset::size() const {
   }
 }
 
+std::string SyntheticCxrDataset::patient_id(int64_t index) const {
+  MEDVLP_CHECK(index >= 0 && index < size(), "synthetic CXR ", split_name(split_), ": index ", index,
+               " out of range [0, ", size(), ")");
+  return split_name(split_) + "_" + std::to_string(index);
+}
+
 Sample SyntheticCxrDataset::get(int64_t index, int64_t epoch) const {
   MEDVLP_CHECK(index >= 0 && index < size(), "synthetic CXR ", split_name(split_), ": index ", index,
                " out of range [0, ", size(), ")");
@@ -614,7 +620,7 @@ Sample SyntheticCxrDataset::get(int64_t index, int64_t epoch) const {
   const int64_t aug_epoch = split_ == Split::kTrain ? epoch : -1;
   CxrCase c = render_case(options_, split_, index, aug_epoch);
   Sample s;
-  s.id = split_name(split_) + "_" + std::to_string(index);
+  s.id = patient_id(index);
   s.patient_id = s.id;
   s.image = c.image;
   s.report = c.report();

@@ -57,9 +57,7 @@ std::vector<int64_t> sample_patients(const std::vector<std::string>& patients, d
   return out;
 }
 
-namespace {
-
-Predictions predictions_of(const Features& f, const at::Tensor& scores) {
+Predictions make_predictions(const Features& f, const at::Tensor& scores) {
   Predictions p;
   p.findings = f.findings;
   p.ids = f.ids;
@@ -73,15 +71,13 @@ Predictions predictions_of(const Features& f, const at::Tensor& scores) {
   return p;
 }
 
-// summarize()'s mean AUROC without resamples; NaN when no finding has both classes.
 double mean_auroc(const Features& f, const at::Tensor& scores) {
   SummaryOptions point;
   point.resamples = 0;
-  const nlohmann::json mean = summarize(predictions_of(f, scores), point)["mean"]["auroc"];
+  const nlohmann::json mean = summarize(make_predictions(f, scores), point)["mean"]["auroc"];
   return mean.is_number() ? mean.get<double>() : std::nan("");
 }
 
-}  // namespace
 
 nlohmann::json linear_probe(const Features& train, const Features& val, const Features& test, const ProbeOptions& o,
                             Predictions* test_predictions) {
@@ -130,8 +126,8 @@ nlohmann::json linear_probe(const Features& train, const Features& val, const Fe
   }
   torch::NoGradGuard no_grad;
   SummaryOptions so = o.summary;
-  so.thresholds = choose_thresholds(predictions_of(val, torch::sigmoid(head->forward(xv))));
-  Predictions tp = predictions_of(test, torch::sigmoid(head->forward(xt)));
+  so.thresholds = choose_thresholds(make_predictions(val, torch::sigmoid(head->forward(xv))));
+  Predictions tp = make_predictions(test, torch::sigmoid(head->forward(xt)));
   nlohmann::json r = summarize(tp, so);
   std::vector<std::string> patients;
   for (int64_t i : picked) patients.push_back(train.patients[static_cast<size_t>(i)]);

@@ -43,6 +43,15 @@ grep -q "using $run/checkpoints/step_4 (the newest checkpoint of $run)" "$work/e
 /usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["fraction"] == 0.5 and r["train_cases"] > 0 and "auroc" in r["mean"], r' \
   "$run/probe_0.5.json" || fail "probe wrote no usable $run/probe_0.5.json"
 [ -s "$run/probe_0.5_predictions.csv" ] || fail "probe wrote no predictions"
+# finetune likewise; the encoder it saves loads back as model.image.weights (strictly: same names).
+"$medvlp" --log-level warn finetune --checkpoint "$run" --fraction 0.5 --max-steps 4 --eval-every 2 --batch-size 8 --bootstrap 20 \
+  --save "$work/tuned.safetensors" >"$work/finetune.out" 2>&1 || fail "finetune --checkpoint RUN: $(cat "$work/finetune.out")"
+/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["fraction"] == 0.5 and r["steps"] <= 4 and "auroc" in r["mean"], r' \
+  "$run/finetune_0.5.json" || fail "finetune wrote no usable $run/finetune_0.5.json"
+[ -s "$run/finetune_0.5_predictions.csv" ] && [ -s "$work/tuned_head.safetensors" ] || fail "finetune wrote no predictions or head"
+"$medvlp" --log-level warn eval -c "$run/config.yaml" --init --set model.image.weights="$work/tuned.safetensors" \
+  --set model.image.weights_format=medvlp -o "$work/tuned_eval.json" >"$work/tuned.out" 2>&1 ||
+  fail "the fine-tuned encoder does not load as model.image.weights: $(cat "$work/tuned.out")"
 "$medvlp" --log-level warn convert --checkpoint "$run" --part image -o "$work/image.safetensors" >/dev/null 2>&1 ||
   fail "convert --checkpoint RUN"
 grep -aq "$run/checkpoints/step_4" "$work/image.safetensors" || fail "convert did not record the resolved checkpoint"

@@ -59,6 +59,18 @@ TEST(Config, SetTypoIsReportedAsTheOverride) {
   EXPECT_ERROR_CONTAINS(c.check_all_used(), "--set train.stepz=7: train.stepz: unknown key");
 }
 
+TEST(Config, SetNullUnsetsAKeySoItsDefaultApplies) {
+  Config c = Config::parse("train:\n  steps: 3\n  clip: {max_norm: 1}\n", "exp.yaml");
+  c.set("train.clip=null");
+  const auto train = c.root().child("train");
+  EXPECT_EQ(train.get_int("steps", 0), 3);
+  EXPECT_FALSE(train.has("clip"));
+  EXPECT_EQ(train.get_double("clip", 5.0), 5.0);  // the default, not a type error
+  c.check_all_used();                              // never read, yet not an unknown key
+  c.set("train.stepz=null");                       // nor a typo set to null: it sets nothing
+  c.check_all_used();
+}
+
 TEST(Config, SetRejectsMalformedAssignments) {
   Config c = Config::parse("a: 1\n", "exp.yaml");
   EXPECT_ERROR_CONTAINS(c.set("novalue"), "expected key.path=value");

@@ -85,6 +85,10 @@ TEST(ClipLoss, BuiltFromConfigByName) {
   auto option = core::Config::parse("losses:\n  - name: clip\n    options:\n      temprature: 0.1\n", "l.yaml");
   EXPECT_ERROR_CONTAINS(losses::build_losses(option.root().at("losses")),
                         "l.yaml:4: losses[0].options.temprature: not an option of loss \"clip\"");
+  // An option set to null is unset: the loss builds with its default (how --set turns one off).
+  auto unset = core::Config::parse("losses:\n  - name: clip\n    options: {temperature: null}\n", "l.yaml");
+  EXPECT_EQ(losses::build_losses(unset.root().at("losses")).size(), 1u);
+  unset.check_all_used();
   auto range = core::Config::parse("losses:\n  - name: clip\n    options: {temperature: -1}\n", "l.yaml");
   EXPECT_ERROR_CONTAINS(losses::build_losses(range.root().at("losses")), "loss clip: l.yaml:3: losses[0].options.temperature");
 }

@@ -21,6 +21,9 @@ class Dataset {
   virtual std::vector<std::string> findings() const = 0;
   /// Names of the anatomy masks ([A]); empty when the dataset has none.
   virtual std::vector<std::string> anatomies() const { return {}; }
+  /// The patient of sample `index`, without loading it where the dataset can (sampling a fraction
+  /// of the patients, as the probe and fine-tuning do, must not decode every image).
+  virtual std::string patient_id(int64_t index) const { return get(index, 0).patient_id; }
 };
 
 using DatasetPtr = std::shared_ptr<const Dataset>;

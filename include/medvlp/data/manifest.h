@@ -64,6 +64,8 @@ class ManifestDataset : public Dataset {
   Sample get(int64_t index, int64_t epoch) const override;
   std::vector<std::string> findings() const override { return options_.findings; }
   std::vector<std::string> anatomies() const override { return options_.anatomies; }
+  /// The entry's patient (an unreadable entry's replacement, found only when loading, may differ).
+  std::string patient_id(int64_t index) const override;
   /// Entries left out: missing files at construction plus unreadable ones met so far.
   int64_t skipped() const {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -39,6 +39,7 @@ class ShardDataset : public Dataset {
   Sample get(int64_t index, int64_t epoch) const override;
   std::vector<std::string> findings() const override;
   std::vector<std::string> anatomies() const override;
+  std::string patient_id(int64_t index) const override;
 
  private:
   struct State;

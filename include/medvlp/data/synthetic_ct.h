@@ -53,6 +53,7 @@ class SyntheticCtDataset : public Dataset {
   Sample get(int64_t index, int64_t epoch) const override;
   std::vector<std::string> findings() const override { return ct_findings(); }
   std::vector<std::string> anatomies() const override { return ct_anatomies(); }
+  std::string patient_id(int64_t index) const override;  // one case per patient: the case id
 
  private:
   SyntheticCtOptions options_;

@@ -58,6 +58,7 @@ class SyntheticCxrDataset : public Dataset {
   Sample get(int64_t index, int64_t epoch) const override;
   std::vector<std::string> findings() const override { return cxr_findings(); }
   std::vector<std::string> anatomies() const override { return cxr_anatomies(); }
+  std::string patient_id(int64_t index) const override;  // one case per patient: the case id
   const SyntheticCxrOptions& options() const { return options_; }
 
  private:

@@ -58,6 +58,7 @@ class TransformedDataset : public Dataset {
   Sample get(int64_t index, int64_t epoch) const override;
   std::vector<std::string> findings() const override { return base_->findings(); }
   std::vector<std::string> anatomies() const override { return base_->anatomies(); }
+  std::string patient_id(int64_t index) const override { return base_->patient_id(index); }
   const DatasetPtr& base() const { return base_; }
 
  private:

@@ -33,6 +33,12 @@ Features extract_features(models::VlpModel& model, const data::DatasetPtr& datas
 /// a patient's images are all in or all out.
 std::vector<int64_t> sample_patients(const std::vector<std::string>& patients, double fraction, uint64_t seed);
 
+/// `scores` [N,K] of f's cases as Predictions against f's labels.
+Predictions make_predictions(const Features& f, const at::Tensor& scores);
+
+/// summarize()'s mean AUROC of `scores` without resamples; NaN when no finding has both classes.
+double mean_auroc(const Features& f, const at::Tensor& scores);
+
 /// Settings of linear_probe().
 struct ProbeOptions {
   double fraction = 1.0;  // of the training patients
