@@ -16,6 +16,8 @@ Action add_eval(CLI::App& app);
 Action add_metrics(CLI::App& app);
 Action add_probe(CLI::App& app);
 Action add_finetune(CLI::App& app);
+Action add_embed(CLI::App& app);
+Action add_zero_shot(CLI::App& app);
 Action add_synth(CLI::App& app);
 Action add_loss_check(CLI::App& app);
 Action add_convert(CLI::App& app);

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   add("eval", "zero-shot classification and retrieval of a checkpoint", medvlp::app::add_eval);
   add("probe", "linear probe of the frozen image encoder with a fraction of the training labels", medvlp::app::add_probe);
   add("finetune", "fine-tune the image encoder with a linear head on a fraction of the training labels", medvlp::app::add_finetune);
+  add("embed", "image and/or text embeddings of a trained model, into a safetensors file", medvlp::app::add_embed);
+  add("zero-shot", "score image files against findings' prompts, optionally with heat maps", medvlp::app::add_zero_shot);
   add("metrics", "AUROC/AUPRC/F1/accuracy with bootstrap CIs from a predictions CSV", medvlp::app::add_metrics);
   add("synth", "write synthetic phantoms (chest X-ray PNG or CT NIfTI) + JSONL manifest", medvlp::app::add_synth);
   add("build-shards", "pre-decode a dataset into memory-mapped shards", medvlp::app::add_build_shards);

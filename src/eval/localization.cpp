@@ -202,12 +202,9 @@ __attribute__((optimize("O3", "fast-math"))) std::vector<MapScores> score_grid_m
   return out;
 }
 
-namespace {
-
+void write_heat_map(const std::string& path, const at::Tensor& image, const at::Tensor& map,
+                    const std::vector<data::Box>& boxes, int64_t finding, const std::string& label) {
 #if MEDVLP_WITH_OPENCV
-// The image (grey, [H,W] in any range), the map as a JET heat map over it, the boxes outlined.
-void write_overlay(const std::string& path, const at::Tensor& image, const at::Tensor& map,
-                   const std::vector<data::Box>& boxes, int64_t finding, const std::string& label) {
   const at::Tensor img = image.to(torch::kFloat).contiguous();
   const float lo = img.min().item<float>(), hi = img.max().item<float>();
   const at::Tensor grey = ((img - lo) / std::max(hi - lo, 1e-6f) * 255).clamp(0, 255).to(torch::kUInt8).contiguous();
@@ -229,8 +226,13 @@ void write_overlay(const std::string& path, const at::Tensor& image, const at::T
   std::vector<uchar> png;
   MEDVLP_CHECK(cv::imencode(".png", out, png), path, ": PNG encoding failed");
   io::write_file_atomic(path, std::string(png.begin(), png.end()));
-}
+#else
+  (void)image, (void)map, (void)boxes, (void)finding, (void)label;
+  throw Error(path + ": heat maps need OpenCV, which this build of medvlp was configured without");
 #endif
+}
+
+namespace {
 
 std::string file_safe(const std::string& s) {
   std::string out;
@@ -316,8 +318,8 @@ nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset
       if (!overlay_dir.empty() && a.overlays < options.overlays) {
         ++a.overlays;
         if (!maps.defined()) maps = upsample_maps(per_finding, H, W);
-        write_overlay(overlay_dir + "/" + file_safe(prompts[k].first) + "_" + file_safe(s.id) + ".png", s.image[0],
-                      maps[static_cast<int64_t>(k)], s.boxes, column[k], prompts[k].first);
+        write_heat_map(overlay_dir + "/" + file_safe(prompts[k].first) + "_" + file_safe(s.id) + ".png", s.image[0],
+                       maps[static_cast<int64_t>(k)], s.boxes, column[k], prompts[k].first);
       }
 #endif
     }

@@ -52,6 +52,40 @@ grep -q "using $run/checkpoints/step_4 (the newest checkpoint of $run)" "$work/e
 "$medvlp" --log-level warn eval -c "$run/config.yaml" --init --set model.image.weights="$work/tuned.safetensors" \
   --set model.image.weights_format=medvlp -o "$work/tuned_eval.json" >"$work/tuned.out" 2>&1 ||
   fail "the fine-tuned encoder does not load as model.image.weights: $(cat "$work/tuned.out")"
+# zero-shot scores image files (resized to the model's 32 px) against configured and ad-hoc labels,
+# and agrees with the embeddings `embed` writes for the same images and prompts.
+"$medvlp" --log-level warn synth -o "$work/syn" --kind cxr --size 48 --train 0 --val 0 --test 3 >/dev/null
+images=("$work/syn/images/test_0.png" "$work/syn/images/test_1.png" "$work/syn/images/test_2.png")
+"$medvlp" --log-level warn zero-shot --checkpoint "$run" "${images[@]}" --labels "pleural effusion,cardiomegaly" \
+  -o "$work/zs.csv" --maps "$work/maps" >"$work/zs.out" 2>&1 || fail "zero-shot: $(cat "$work/zs.out")"
+[ "$(ls "$work/maps" | wc -l)" = 6 ] || fail "zero-shot --maps wrote $(ls "$work/maps" | wc -l) heat maps, expected 6"
+printf '%s\n' "pleural effusion." "no pleural effusion." "cardiomegaly." "no cardiomegaly." >"$work/prompts.txt"
+"$medvlp" --log-level warn embed --checkpoint "$run" --images "${images[@]}" --texts "$work/prompts.txt" -o "$work/emb.safetensors" \
+  >"$work/embed.out" 2>&1 || fail "embed: $(cat "$work/embed.out")"
+/usr/bin/python3 - "$work/emb.safetensors" "$work/zs.csv" <<'PY' || fail "zero-shot scores disagree with the embeddings"
+import csv, json, struct, sys
+import numpy as np
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+def tensor(name):
+    h = header[name]; a, b = h["data_offsets"]
+    assert h["dtype"] == "F32", h
+    return np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4").reshape(h["shape"])
+img, txt = tensor("image_embed"), tensor("text_embed")
+assert img.shape[0] == 3 and txt.shape[0] == 4 and img.shape[1] == txt.shape[1], (img.shape, txt.shape)
+assert np.allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5), "image embeddings are not unit vectors"
+assert json.loads(header["__metadata__"]["texts"])[1] == "no pleural effusion."
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert len(rows) == 3
+for k, label in enumerate(["pleural effusion", "cardiomegaly"]):
+    pos, neg = txt[2 * k], txt[2 * k + 1]  # one prompt each: the mean is the prompt itself
+    want = img @ pos - img @ neg
+    got = np.array([float(r["score:" + label]) for r in rows])
+    assert np.allclose(got, want, atol=1e-5), (label, got, want)
+PY
+if err=$("$medvlp" zero-shot --checkpoint "$run" "$work/syn/images/nope.png" 2>&1); then fail "zero-shot accepted a missing image"; fi
+grep -q "nope.png" <<<"$err" || fail "zero-shot missing-file error: $err"
 "$medvlp" --log-level warn convert --checkpoint "$run" --part image -o "$work/image.safetensors" >/dev/null 2>&1 ||
   fail "convert --checkpoint RUN"
 grep -aq "$run/checkpoints/step_4" "$work/image.safetensors" || fail "convert did not record the resolved checkpoint"

@@ -35,6 +35,8 @@ TEST(Shards, RoundTripVolumesWithMasksSpacingAndReports) {
   for (int64_t i = 0; i < 7; ++i) {
     const Sample a = source->get(i, 0), b = shards.get(i, 0);
     EXPECT_EQ(a.id, b.id);
+    EXPECT_EQ(source->patient_id(i), a.patient_id);  // without loading: phantom, through the transforms
+    EXPECT_EQ(shards.patient_id(i), b.patient_id);
     EXPECT_EQ(a.report, b.report);
     EXPECT_EQ(a.spacing, b.spacing);
     EXPECT_TRUE(a.image.equal(b.image)) << i;

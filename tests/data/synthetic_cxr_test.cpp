@@ -121,6 +121,8 @@ TEST(SyntheticCxr, WritesPngAndManifestThatReadBack) {
   ASSERT_EQ(test.size(), 3);
   const CxrCase c = render_cxr_case(o, Split::kTrain, 2);
   const Sample s = train.get(2, 0);
+  EXPECT_EQ(train.patient_id(2), s.patient_id);  // read from the manifest line, without the image
+  EXPECT_EQ(SyntheticCxrDataset(o, Split::kTrain).patient_id(2), s.patient_id);
   EXPECT_EQ(s.report, c.report());
   EXPECT_LE((s.image - c.image).abs().max().item<float>(), 0.5f / 255.f + 1e-6f);
   EXPECT_TRUE(torch::equal(s.labels, c.report_labels));

@@ -44,6 +44,12 @@ MapScores score_map(const at::Tensor& map, const at::Tensor& target, const std::
 std::vector<MapScores> score_grid_maps(const at::Tensor& maps, const std::vector<at::Tensor>& targets, int64_t height,
                                        int64_t width, const std::vector<double>& thresholds);
 
+/// A PNG of `image` ([H,W], any range, shown grey) under `map` ([H,W] in [0,1]) as a JET heat map,
+/// with the outlines of the boxes of `finding` (-1: none) and `label` written in a corner; images
+/// under 256 pixels are enlarged. medvlp::Error in a build without OpenCV.
+void write_heat_map(const std::string& path, const at::Tensor& image, const at::Tensor& map,
+                    const std::vector<data::Box>& boxes, int64_t finding, const std::string& label);
+
 /// Settings of the `eval.localization` section.
 struct LocalizationOptions {
   bool enabled = false;
