@@ -74,7 +74,7 @@ data::DatasetPtr image_files(const train::Experiment& e, const std::vector<std::
   std::vector<data::ManifestEntry> entries;
   for (const auto& p : paths) {
     data::ManifestEntry m;
-    m.where = p;
+    m.where = "image " + std::to_string(entries.size() + 1) + " of the command line";
     m.id = m.patient_id = m.image_path = p;
     entries.push_back(std::move(m));
   }

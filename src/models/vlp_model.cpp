@@ -113,7 +113,13 @@ at::Tensor VlpModelImpl::patch_similarity(const at::Tensor& images, const at::Te
         torch::nn::functional::normalize(local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens, opts);  // [T,L,C]
     MEDVLP_CHECK(patches.size(-1) == words.size(-1), "localization maps \"tokens\" compare image and text token features, "
                  "but they are ", patches.size(-1), " and ", words.size(-1), " wide; set model.local_dim or use maps: embedding");
-    const at::Tensor m = mask.to(words.scalar_type());                                        // [T,L]
+    // The words only: the begin/end specials every tokenizer adds (the first and last real token)
+    // are left out, as GLoRIA and AFLoc leave out [CLS] and [SEP].
+    at::Tensor m = mask.to(words.scalar_type());                                              // [T,L]
+    const at::Tensor len = mask.sum(1);                                                       // [T]
+    const at::Tensor pos = torch::arange(mask.size(1), mask.options()).unsqueeze(0);          // [1,L]
+    const at::Tensor inner = (pos > 0) & (pos < (len - 1).unsqueeze(1));
+    m = torch::where((len > 2).unsqueeze(1), m * inner.to(m.scalar_type()), m);
     const at::Tensor sim = torch::einsum("bnc,tlc->btln", {patches, words});                 // [B,T,L,N]
     return (sim * m.unsqueeze(0).unsqueeze(-1)).sum(2) / m.sum(1).clamp_min(1).view({1, -1, 1});
   }

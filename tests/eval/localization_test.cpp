@@ -133,3 +133,44 @@ eval: {bootstrap: 0, localization: {overlays: 2}}
   train::Experiment t = train::Experiment::build(c, dir.path() + "/run3");
   EXPECT_ERROR_CONTAINS(t.evaluate(), "are 12 and 16 wide; set model.local_dim or use maps: embedding");
 }
+
+// Tokens maps average cos(word, patch) over the prompt's words, leaving out the begin/end specials
+// (GLoRIA and AFLoc drop [CLS]/[SEP]): checked pair by pair against the features forward() returns.
+TEST(Localization, TokenMapsAverageTheWordsWithoutTheSpecials) {
+  testing_util::TempDir dir;
+  const char* config = R"(
+seed: 2
+device: cpu
+data: {name: synthetic_cxr, image_size: 32, train_size: 16, val_size: 4, test_size: 4, workers: 1}
+text: {vocab_size: 120, train_reports: 16, max_len: 24}
+model:
+  embed_dim: 16
+  local_dim: 8
+  image: {name: small_cnn, channels: [8, 16]}
+  text: {name: small_transformer, dim: 16, layers: 1, heads: 2, ff_dim: 32, max_len: 24}
+losses: [{name: clip}]
+train: {steps: 1, batch_size: 8}
+)";
+  train::Experiment e = train::Experiment::build(core::Config::parse(config, "loc.yaml"), dir.path() + "/run");
+  torch::NoGradGuard no_grad;
+  e.model->eval();
+  std::vector<data::Sample> samples = {e.eval_set->get(0, 0), e.eval_set->get(1, 0), e.eval_set->get(2, 0)};
+  data::Batch batch = data::collate(samples);
+  const auto tokens = e.tokenizer->encode({"pleural effusion in the left lung.", "no edema.", "x"}, 24);
+  batch.token_ids = tokens.ids;
+  batch.attention_mask = tokens.mask;
+  const models::Encoded enc = e.model->forward(batch);
+  std::vector<int64_t> grid;
+  const at::Tensor sim = e.model->patch_similarity(batch.images, tokens.ids, tokens.mask, "tokens", &grid);  // [B,T,N]
+  const at::Tensor patches = enc.image_tokens / enc.image_tokens.norm(2, -1, true);
+  const at::Tensor words = enc.text_tokens / enc.text_tokens.norm(2, -1, true);
+  for (int64_t t = 0; t < 3; ++t) {
+    const int64_t len = tokens.mask[t].sum().item<int64_t>();
+    // "x" may be a single piece between the specials; a text of two tokens or fewer keeps them all.
+    const int64_t first = len > 2 ? 1 : 0, last = len > 2 ? len - 2 : len - 1;
+    for (int64_t b = 0; b < 3; ++b) {
+      const at::Tensor want = patches[b].matmul(words[t].slice(0, first, last + 1).t()).mean(1);  // [N]
+      EXPECT_TRUE(torch::allclose(sim[b][t], want, 1e-5, 1e-6)) << "image " << b << " text " << t;
+    }
+  }
+}

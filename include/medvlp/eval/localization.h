@@ -53,7 +53,7 @@ void write_heat_map(const std::string& path, const at::Tensor& image, const at::
 /// Settings of the `eval.localization` section.
 struct LocalizationOptions {
   bool enabled = false;
-  /// "tokens": mean over the prompt's tokens of cos(token feature, patch feature) in the token space
+  /// "tokens": mean over the prompt's words (begin/end specials left out) of cos(token feature, patch feature) in the token space
   /// the local losses train (AFLoc's word-patch similarity); "embedding": cos(projected patch, prompt
   /// embedding), for models trained with global losses only; "auto": tokens when the model has
   /// local heads (model.local_dim), else embedding.
