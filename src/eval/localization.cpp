@@ -19,6 +19,16 @@
 #include <opencv2/imgproc.hpp>
 #endif
 
+// The scoring loops run over every pixel of every map: compiled for AVX2 as well as the baseline
+// ISA, and picked when the program loads (GCC's function multi-versioning; ELF ifuncs). Exceptions
+// do not unwind through such clones (std::terminate), so these functions neither throw nor
+// allocate: checks and buffers stay in their callers.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define MEDVLP_HOT_LOOP __attribute__((optimize("O3", "fast-math"), target_clones("avx2", "default")))
+#else
+#define MEDVLP_HOT_LOOP __attribute__((optimize("O3", "fast-math")))
+#endif
+
 namespace medvlp::eval {
 
 namespace F = torch::nn::functional;
@@ -56,17 +66,18 @@ namespace {
 // change under the affine map. Written so that the compiler vectorizes it: float and 32-bit
 // accumulators over chunks, thresholds in fixed groups of 4, and fast-math for this function alone
 // (sums may be reordered; callers check that the map is finite first).
-__attribute__((optimize("O3", "fast-math"))) MapScores score_raw(const float* x, const uint8_t* in, int64_t n, float trough,
-                                                    float peak, float lo, float hi, const std::vector<double>& thresholds) {
-  constexpr size_t kGroup = 4;
-  const size_t T = thresholds.size(), groups = (T + kGroup - 1) / kGroup;
-  std::vector<float> raw(std::max<size_t>(1, groups) * kGroup, std::numeric_limits<float>::infinity());
-  for (size_t j = 0; j < T; ++j) {
-    if (hi > lo) raw[j] = lo + static_cast<float>(thresholds[j]) * (hi - lo);
-    // A flat map normalizes to zeros: only a threshold of 0 or less selects anything (everything).
-    else if (thresholds[j] <= 0) raw[j] = -std::numeric_limits<float>::infinity();
-  }
-  std::vector<int64_t> predicted(T, 0), inter(T, 0);
+struct RawCounts {
+  int64_t peak_all = 0, peak_in = 0, inside = 0;
+  double s_in = 0, s_out = 0, q_in = 0, q_out = 0;
+};
+
+constexpr size_t kGroup = 4;
+
+// The pass over the pixels: `raw` holds the thresholds on the raw scale in groups of kGroup (padded
+// with +inf), `predicted` and `inter` T zeroed counters.
+MEDVLP_HOT_LOOP void count_raw(const float* x, const uint8_t* in, int64_t n, float trough, float peak, const float* raw,
+                               size_t T, int64_t* predicted, int64_t* inter, RawCounts* counts) {
+  const size_t groups = (T + kGroup - 1) / kGroup;
   int64_t peak_all = 0, peak_in = 0, inside = 0;
   double s_in = 0, s_out = 0, q_in = 0, q_out = 0;
   constexpr int64_t kChunk = 4096;  // float partial sums over short runs keep precision
@@ -89,7 +100,7 @@ __attribute__((optimize("O3", "fast-math"))) MapScores score_raw(const float* x,
       c_peak_in += is_peak & b;
     }
     for (size_t g = 0; g < groups; ++g) {
-      const float* t = raw.data() + g * kGroup;
+      const float* t = raw + g * kGroup;
       int32_t p[kGroup] = {0}, q[kGroup] = {0};
       for (int64_t i = start; i < end; ++i) {
         const float v = x[i];
@@ -105,6 +116,23 @@ __attribute__((optimize("O3", "fast-math"))) MapScores score_raw(const float* x,
     s_in += c_s_in, s_out += c_s_all - c_s_in, q_in += c_q_in, q_out += c_q_all - c_q_in;
     inside += c_inside, peak_all += c_peak_all, peak_in += c_peak_in;
   }
+  *counts = {peak_all, peak_in, inside, s_in, s_out, q_in, q_out};
+}
+
+MapScores score_raw(const float* x, const uint8_t* in, int64_t n, float trough, float peak, float lo, float hi,
+                    const std::vector<double>& thresholds) {
+  const size_t T = thresholds.size(), groups = (T + kGroup - 1) / kGroup;
+  std::vector<float> raw(std::max<size_t>(1, groups) * kGroup, std::numeric_limits<float>::infinity());
+  for (size_t j = 0; j < T; ++j) {
+    if (hi > lo) raw[j] = lo + static_cast<float>(thresholds[j]) * (hi - lo);
+    // A flat map normalizes to zeros: only a threshold of 0 or less selects anything (everything).
+    else if (thresholds[j] <= 0) raw[j] = -std::numeric_limits<float>::infinity();
+  }
+  std::vector<int64_t> predicted(T, 0), inter(T, 0);
+  RawCounts c;
+  count_raw(x, in, n, trough, peak, raw.data(), T, predicted.data(), inter.data(), &c);
+  const int64_t peak_all = c.peak_all, peak_in = c.peak_in, inside = c.inside;
+  const double s_in = c.s_in, s_out = c.s_out, q_in = c.q_in, q_out = c.q_out;
   MEDVLP_CHECK(inside > 0, "score_map: the target region is empty");
   MapScores out;
   out.pointing = static_cast<double>(peak_in) / static_cast<double>(peak_all);
@@ -124,7 +152,7 @@ __attribute__((optimize("O3", "fast-math"))) MapScores score_raw(const float* x,
 
 // 0/1 bytes of a mask: byte and bool masks as they are, others thresholded at 0.5.
 // o = a + f (b - a) over one row, with the row's running min and max (vectorized: see score_raw).
-__attribute__((optimize("O3", "fast-math"))) void blend_row(const float* __restrict a, const float* __restrict b, float f,
+MEDVLP_HOT_LOOP void blend_row(const float* __restrict a, const float* __restrict b, float f,
                                                             float* __restrict o, int64_t n, float* lo, float* hi) {
   float l = *lo, h = *hi;
   for (int64_t c = 0; c < n; ++c) {
@@ -135,6 +163,16 @@ __attribute__((optimize("O3", "fast-math"))) void blend_row(const float* __restr
   }
   *lo = l;
   *hi = h;
+}
+
+// Along x first: the h rows of a [h,w] map at `width` columns.
+MEDVLP_HOT_LOOP void interpolate_rows(const float* m, int64_t h, int64_t w, int64_t width, const int64_t* x0, const int64_t* x1,
+                                      const float* fx, float* rows) {
+  for (int64_t r = 0; r < h; ++r)
+    for (int64_t c = 0; c < width; ++c) {
+      const float a = m[r * w + x0[c]], b = m[r * w + x1[c]];
+      rows[r * width + c] = a + fx[c] * (b - a);
+    }
 }
 
 at::Tensor mask_bytes(const at::Tensor& target) {
@@ -187,11 +225,7 @@ __attribute__((optimize("O3", "fast-math"))) std::vector<MapScores> score_grid_m
     MEDVLP_CHECK(target.dim() == 2 && target.size(0) == height && target.size(1) == width, "score_grid_maps: target ", k,
                  " is ", target.sizes(), ", expected [", height, ", ", width, "]");
     const float* m = src.data_ptr<float>() + k * h * w;
-    for (int64_t r = 0; r < h; ++r)  // along x first: h rows of `width`
-      for (int64_t c = 0; c < width; ++c) {
-        const float a = m[r * w + x0[static_cast<size_t>(c)]], b = m[r * w + x1[static_cast<size_t>(c)]];
-        rows[static_cast<size_t>(r * width + c)] = a + fx[static_cast<size_t>(c)] * (b - a);
-      }
+    interpolate_rows(m, h, w, width, x0.data(), x1.data(), fx.data(), rows.data());
     float lo = std::numeric_limits<float>::infinity(), hi = -lo;
     for (int64_t y = 0; y < height; ++y)
       blend_row(rows.data() + y0[static_cast<size_t>(y)] * width, rows.data() + y1[static_cast<size_t>(y)] * width,
