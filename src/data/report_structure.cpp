@@ -9,6 +9,7 @@
 
 #include "../core/log.h"
 #include "medvlp/core/error.h"
+#include "medvlp/core/registry.h"
 #include "medvlp/data/rng.h"
 #include "medvlp/text/report_io.h"
 #include "medvlp/text/unicode.h"
@@ -45,6 +46,7 @@ ReportStructureOptions ReportStructurer::parse_options(const core::ConfigNode& n
   o.max_sentences = node.get_int("max_sentences", o.max_sentences, 1, 512);
   o.max_entities = node.get_int("max_entities", o.max_entities, 1, 512);
   o.entity_mask = node.get_double("entity_mask", o.entity_mask, 0.0, 1.0);
+  o.hold_out = node.get_strings("hold_out", {});
   o.anatomy_max_len = node.get_int("anatomy_max_len", o.anatomy_max_len, 4, 8192);
   o.sentence_max_len = node.get_int("sentence_max_len", o.sentence_max_len, 4, 8192);
   o.entity_max_len = node.get_int("entity_max_len", o.entity_max_len, 4, 8192);
@@ -90,6 +92,9 @@ ReportStructurer::ReportStructurer(ReportStructureOptions options) : options_(st
     knowledge_ = std::make_shared<text::KnowledgeTable>(
         text::KnowledgeTable::load(text::config_file("knowledge", options_.knowledge)));
   diseases_ = lexicon_->findings();
+  for (const auto& f : options_.hold_out)
+    MEDVLP_CHECK(std::find(diseases_.begin(), diseases_.end(), f) != diseases_.end(), "data.report.hold_out: \"", f,
+                 "\" is not a finding of lexicon ", lexicon_->name(), "; it has: ", core::join(diseases_));
   diseases_.push_back("no finding");
   const auto& lex_anatomies = lexicon_->anatomies();
   if (options_.units.tags) {
@@ -212,8 +217,13 @@ StructuredReport ReportStructurer::structure_parsed(const text::ParsedReport& pa
     }
   }
   std::set<std::tuple<std::string, std::string, std::string>> entities;
+  bool held_out = false;
   for (const auto& t : parsed.triplets) {
     if (t.existence != text::Existence::kPresent) continue;
+    if (std::find(options_.hold_out.begin(), options_.hold_out.end(), t.finding) != options_.hold_out.end()) {
+      held_out = true;
+      continue;
+    }
     if (static_cast<int64_t>(out.entities.size()) >= options_.max_entities) break;
     text::EntityDetail e{t.anatomy, detail_of(t.attributes), t.finding};
     if (!entities.insert({e.location, e.detail, e.disease}).second) continue;
@@ -223,7 +233,7 @@ StructuredReport ReportStructurer::structure_parsed(const text::ParsedReport& pa
     out.entities.push_back(e);
     out.entity_disease.push_back(it - diseases_.begin());
   }
-  if (out.entities.empty()) {
+  if (out.entities.empty() && !held_out) {
     out.entities.push_back({"", "", "no finding"});
     out.entity_disease.push_back(static_cast<int64_t>(diseases_.size()) - 1);
   }

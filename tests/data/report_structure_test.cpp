@@ -107,6 +107,21 @@ TEST(ReportStructure, EntitiesArePresentFindingsWithTheirKnowledgeAndTagsAreTheP
   EXPECT_EQ(diseases[static_cast<size_t>(normal->entity_disease[0])], "no finding");
 }
 
+TEST(ReportStructure, HeldOutFindingsLeaveTheEntityTextsButNotTheTags) {
+  data::ReportStructureOptions o = cxr_options();
+  o.hold_out = {"pleural effusion"};
+  const data::ReportStructurer s(o);
+  const auto r = s.structure(kReport, "r1");
+  ASSERT_EQ(r->entities.size(), 1u);
+  EXPECT_EQ(r->entities[0].disease, "consolidation");
+  EXPECT_EQ(r->tags, (std::vector<float>{1, 1, 0, 0, -1}));  // tags still see it
+  // A report whose only finding is held out says nothing to learn from: no entity, not "no finding".
+  EXPECT_TRUE(s.structure("There is a large left pleural effusion.", "e")->entities.empty());
+  ASSERT_EQ(s.structure("The lungs are clear.", "n")->entities.size(), 1u);
+  o.hold_out = {"pleural effusions"};
+  EXPECT_ERROR_CONTAINS(data::ReportStructurer{o}, "data.report.hold_out: \"pleural effusions\" is not a finding of lexicon chest_xray");
+}
+
 TEST(ReportStructure, ReportsThatCannotBeStructuredGiveAnEmptyStructureAndAreCounted) {
   const data::ReportStructurer s(cxr_options());
   for (const std::string& bad : {std::string(), std::string("FINDINGS:\nIMPRESSION:\n"), std::string("Effusion \xff\xfe.")}) {

@@ -49,6 +49,8 @@ struct ReportStructureOptions {
   int64_t max_sentences = 16;
   int64_t max_entities = 8;
   double entity_mask = 0.0;            // per-element "mask" probability of entity texts in training
+  std::vector<std::string> hold_out;   // lexicon findings left out of every entity text: MedFILIP's unseen
+                                       // diseases (a report left with none has no entity, not "no finding")
   int64_t anatomy_max_len = 48;        // tokens per anatomy text
   int64_t sentence_max_len = 32;       // tokens per sentence
   int64_t entity_max_len = 48;         // tokens per entity text
