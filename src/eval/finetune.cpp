@@ -110,7 +110,8 @@ nlohmann::json fine_tune(const models::ImageEncoderPtr& encoder, const data::Dat
     groups.emplace_back(m.encoder->parameters(), std::make_unique<torch::optim::AdamWOptions>(
                                                      torch::optim::AdamWOptions(o.encoder_lr).weight_decay(o.weight_decay)));
   torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
-  for (auto& p : m.encoder->parameters()) p.set_requires_grad(o.encoder_lr > 0);
+  std::vector<bool> requires_grad;  // the caller's settings, put back at the end
+  for (auto& p : m.encoder->parameters()) requires_grad.push_back(p.requires_grad()), p.set_requires_grad(o.encoder_lr > 0);
 
   const Loaded val_set = load(val, o.batch_size);
   data::Rng rng(data::mix_seed(o.seed, 0x66696e65ull));
@@ -132,7 +133,9 @@ nlohmann::json fine_tune(const models::ImageEncoderPtr& encoder, const data::Dat
     }
     const data::Batch b = data::collate(samples);
     const at::Tensor y = labels_of(b).to(device);
-    m.encoder->train();
+    // A frozen encoder runs as in evaluation: its BatchNorm statistics stay too.
+    if (o.encoder_lr > 0) m.encoder->train();
+    else m.encoder->eval();
     const at::Tensor z = m.logits(b.images, o, device);
     at::Tensor loss;
     if (o.objective == "ce") {
@@ -166,6 +169,10 @@ nlohmann::json fine_tune(const models::ImageEncoderPtr& encoder, const data::Dat
   }
   MEDVLP_CHECK(!best_state.empty(), "finetune: the validation AUROC is undefined (no finding with both classes in the val split)");
   restore(m, best_state);
+  {
+    size_t i = 0;
+    for (auto& p : m.encoder->parameters()) p.set_requires_grad(requires_grad[i++]);
+  }
 
   SummaryOptions so = o.summary;
   so.thresholds = choose_thresholds(make_predictions(val_set.f, m.scores(val_set, o, device)));

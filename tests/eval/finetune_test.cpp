@@ -70,6 +70,7 @@ eval::FineTuneOptions quick() {
 std::vector<at::Tensor> weights(const models::ImageEncoderPtr& e) {
   std::vector<at::Tensor> out;
   for (const auto& p : e->parameters()) out.push_back(p.detach().clone());
+  for (const auto& b : e->buffers()) out.push_back(b.detach().to(torch::kFloat).clone());
   return out;
 }
 
@@ -114,7 +115,8 @@ TEST(FineTune, ZeroEncoderLearningRateFreezesTheEncoder) {
   o.encoder_lr = 0;
   o.max_steps = 20;
   eval::fine_tune(encoder, train, val, val, torch::kCPU, o);
-  EXPECT_EQ(max_change(before, weights(encoder)), 0.0);
+  EXPECT_EQ(max_change(before, weights(encoder)), 0.0);  // parameters and BatchNorm statistics
+  for (const auto& p : encoder->parameters()) EXPECT_TRUE(p.requires_grad());  // the caller's setting is back
 }
 
 TEST(FineTune, SingleLabelObjectiveReportsTopOneAccuracyAndRefusesMultiLabelCases) {

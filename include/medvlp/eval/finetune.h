@@ -27,7 +27,8 @@ struct FineTuneOptions {
   int64_t eval_every = 20;     // steps between validations
   int64_t patience = 5;        // validations without a better mean AUROC before stopping
   double lr = 1e-3;            // AdamW, the head
-  double encoder_lr = 1e-4;    // AdamW, the encoder (0 freezes it: a linear probe trained by SGD steps)
+  double encoder_lr = 1e-4;    // AdamW, the encoder (0 freezes it, BatchNorm statistics included: a linear
+                               // probe trained by minibatch steps on augmented images)
   double weight_decay = 1e-4;
   float image_mean = 0.0f, image_std = 1.0f;  // the pretraining normalization
   SummaryOptions summary;      // bootstrap of the test figures (thresholds are filled from validation)
