@@ -46,13 +46,7 @@ Action add_finetune(CLI::App& app) {
                                        "safetensors file, and the head beside it as <name>_head.safetensors");
   return [args] {
     train::Experiment e = args->model.build("finetune");
-    std::string out = args->out;
-    if (out.empty()) {
-      char name[64];
-      std::snprintf(name, sizeof name, "finetune%s_%g.json", args->model.init ? "_init" : "", args->tune.fraction);
-      const std::string run = args->model.checkpoint.empty() ? "" : train::run_dir_of(args->model.checkpoint);
-      out = run.empty() ? name : run + "/" + name;
-    }
+    const std::string out = args->out.empty() ? args->model.default_result("finetune", args->tune.fraction) : args->out;
     const core::ConfigNode data = e.config.root().at("data");
     const data::DatasetPtr train = data::build_dataset(data, "train", /*augment=*/true);
     const data::DatasetPtr val = data::build_dataset(data, "val", /*augment=*/false);

@@ -34,13 +34,7 @@ Action add_probe(CLI::App& app) {
   app.add_option("-o,--out", args->out, "the JSON result (default: RUN/probe_<fraction>.json, or probe_init_<fraction>.json)");
   return [args] {
     train::Experiment e = args->model.build("probe");
-    std::string out = args->out;
-    if (out.empty()) {
-      char name[64];
-      std::snprintf(name, sizeof name, "probe%s_%g.json", args->model.init ? "_init" : "", args->probe.fraction);
-      const std::string run = args->model.checkpoint.empty() ? "" : train::run_dir_of(args->model.checkpoint);
-      out = run.empty() ? name : run + "/" + name;
-    }
+    const std::string out = args->out.empty() ? args->model.default_result("probe", args->probe.fraction) : args->out;
     // Features of unaugmented images, as the test set's are.
     const core::ConfigNode data = e.config.root().at("data");
     const data::DatasetPtr train = data::build_dataset(data, "train", /*augment=*/false);

@@ -57,6 +57,9 @@ struct ModelArgs {
   /// The experiment (no run folder) with the checkpoint's weights; `command` names the command in
   /// the error when --init is offered and neither it nor --checkpoint is given.
   train::Experiment build(const std::string& command);
+  /// Where a command's result goes by default: RUN/<stem>_<fraction>.json beside the checkpoint's
+  /// run, or <stem>_init_<fraction>.json in the working folder for --init.
+  std::string default_result(const std::string& stem, double fraction) const;
 };
 
 /// A JSON output path without ".json": the stem the files written beside it share.

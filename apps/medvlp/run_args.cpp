@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <iostream>
 
 #include "commands.h"
@@ -57,6 +58,13 @@ train::Experiment ModelArgs::build(const std::string& command) {
   train::Experiment e = train::Experiment::build(load_config(config_path_for(config, checkpoint), sets, device), "");
   if (!checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(checkpoint).model);
   return e;
+}
+
+std::string ModelArgs::default_result(const std::string& stem, double fraction) const {
+  char name[96];
+  std::snprintf(name, sizeof name, "%s%s_%g.json", stem.c_str(), init ? "_init" : "", fraction);
+  const std::string run = checkpoint.empty() ? "" : train::run_dir_of(checkpoint);
+  return run.empty() ? name : run + "/" + name;
 }
 
 std::string json_stem(const std::string& path) {

@@ -91,9 +91,9 @@ TEST(Localization, FusedScoringEqualsUpsampleThenScore) {
   EXPECT_GT(fused[0].iou[0], 0.0);
 }
 
-TEST(Localization, EvaluatesPhantomBoxesAndWritesOverlays) {
-  testing_util::TempDir dir;
-  const char* config = R"(
+namespace {
+// A tiny model with local heads on 32 px phantoms, untrained (train.steps is never run).
+const char* kLocConfig = R"(
 seed: 1
 device: cpu
 data: {name: synthetic_cxr, image_size: 32, train_size: 16, val_size: 4, test_size: 24, workers: 1}
@@ -107,7 +107,11 @@ losses: [{name: clip}]
 train: {steps: 1, batch_size: 8}
 eval: {bootstrap: 0, localization: {overlays: 2}}
 )";
-  train::Experiment e = train::Experiment::build(core::Config::parse(config, "loc.yaml"), dir.path() + "/run");
+}  // namespace
+
+TEST(Localization, EvaluatesPhantomBoxesAndWritesOverlays) {
+  testing_util::TempDir dir;
+  train::Experiment e = train::Experiment::build(core::Config::parse(kLocConfig, "loc.yaml"), dir.path() + "/run");
   const nlohmann::json r = e.evaluate(nullptr, dir.path() + "/maps");
   ASSERT_TRUE(r.contains("localization")) << r.dump();
   const auto& loc = r["localization"];
@@ -124,7 +128,7 @@ eval: {bootstrap: 0, localization: {overlays: 2}}
   EXPECT_GT(pngs, 0);
   EXPECT_LE(pngs, 2 * static_cast<int>(e.eval_set->findings().size()));
   // Embedding maps for models without local heads; tokens maps need equal widths.
-  core::Config c = core::Config::parse(config, "loc.yaml");
+  core::Config c = core::Config::parse(kLocConfig, "loc.yaml");
   c.set("model.local_dim=0");
   c.set("model.image.channels=[8, 12]");
   train::Experiment g = train::Experiment::build(c, dir.path() + "/run2");
@@ -138,20 +142,7 @@ eval: {bootstrap: 0, localization: {overlays: 2}}
 // (GLoRIA and AFLoc drop [CLS]/[SEP]): checked pair by pair against the features forward() returns.
 TEST(Localization, TokenMapsAverageTheWordsWithoutTheSpecials) {
   testing_util::TempDir dir;
-  const char* config = R"(
-seed: 2
-device: cpu
-data: {name: synthetic_cxr, image_size: 32, train_size: 16, val_size: 4, test_size: 4, workers: 1}
-text: {vocab_size: 120, train_reports: 16, max_len: 24}
-model:
-  embed_dim: 16
-  local_dim: 8
-  image: {name: small_cnn, channels: [8, 16]}
-  text: {name: small_transformer, dim: 16, layers: 1, heads: 2, ff_dim: 32, max_len: 24}
-losses: [{name: clip}]
-train: {steps: 1, batch_size: 8}
-)";
-  train::Experiment e = train::Experiment::build(core::Config::parse(config, "loc.yaml"), dir.path() + "/run");
+  train::Experiment e = train::Experiment::build(core::Config::parse(kLocConfig, "loc.yaml"), dir.path() + "/run");
   torch::NoGradGuard no_grad;
   e.model->eval();
   std::vector<data::Sample> samples = {e.eval_set->get(0, 0), e.eval_set->get(1, 0), e.eval_set->get(2, 0)};
