@@ -38,7 +38,7 @@ testing::NamedTensors make_inputs(const Sizes& s, const torch::Device& device) {
   in["image_tokens"] = torch::randn({s.batch, s.patches, s.dim}, f);
   in["grid"] = torch::tensor({side, s.patches / side}, torch::kLong);
   in["text_tokens"] = torch::randn({s.batch, s.words, s.dim}, f);
-  in["text_mask"] = (torch::arange(s.words, l).unsqueeze(0) < torch::randint(8, s.words + 1, {s.batch, 1}, l)).to(torch::kFloat);
+  in["word_mask"] = (torch::arange(s.words, l).unsqueeze(0) < torch::randint(8, s.words + 1, {s.batch, 1}, l)).to(torch::kFloat);
   in["sentence_embed"] = torch::randn({s.batch, 6, s.dim}, f);
   in["sentence_mask"] = torch::ones({s.batch, 6}, f);
   in["anatomy_masks"] = (torch::rand({s.batch, s.anatomies, 56, 56}, f) < 0.2).to(torch::kFloat);

@@ -39,7 +39,7 @@ def false_negative(inp, scale):
 def local(inp, scale, t1=4.0, t2=5.0, t3=10.0):
     # AFLoc's loop: one report against every image at a time.
     words, patches = inp["text_tokens"], inp["image_tokens"]  # [B,L,D], [B,N,D]
-    lengths = inp["text_mask"].sum(1).long().tolist()
+    lengths = inp["word_mask"].sum(1).long().tolist()
     B = words.shape[0]
     rows = []
     for i in range(B):
@@ -74,7 +74,7 @@ def main():
         "report_normal": (torch.rand(B, device=dev) < 0.3).float(),
         "image_tokens": torch.randn(B, 196, D, device=dev),
         "text_tokens": torch.randn(B, 64, D, device=dev),
-        "text_mask": (torch.arange(64, device=dev)[None] < torch.randint(8, 65, (B, 1), device=dev)).float(),
+        "word_mask": (torch.arange(64, device=dev)[None] < torch.randint(8, 65, (B, 1), device=dev)).float(),
     }
     fns = {"clip": clip, "soft_target": soft_target, "false_negative": false_negative, "local": local}
     for name in a.losses.split(","):

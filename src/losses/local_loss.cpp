@@ -68,9 +68,9 @@ LossOutput LocalLossImpl::forward(const models::Encoded& encoded, const data::Ba
                                   const LossContext& context) {
   const bool words = options_.units == "words";
   const std::string unit_field = words ? "text_tokens" : "sentence_embed";
-  const std::string mask_field = words ? "text_mask" : "sentence_mask";
+  const std::string mask_field = words ? "word_mask" : "sentence_mask";
   const at::Tensor& units = words ? encoded.text_tokens : encoded.sentence_embed;
-  const at::Tensor& mask = words ? encoded.text_mask : encoded.sentence_mask;
+  const at::Tensor& mask = words ? encoded.word_mask : encoded.sentence_mask;
   require(encoded.image_tokens, "image_tokens");
   require(units, unit_field);
   require(mask, mask_field);
@@ -152,7 +152,7 @@ LossOutput MultiLevelLossImpl::forward(const models::Encoded& encoded, const dat
   };
   level("sentence", options_.sentence_weight, encoded.sentence_embed, encoded.sentence_mask, "sentence_embed",
         "sentence_mask");
-  level("word", options_.word_weight, encoded.text_tokens, encoded.text_mask, "text_tokens", "text_mask");
+  level("word", options_.word_weight, encoded.text_tokens, encoded.word_mask, "text_tokens", "word_mask");
   MEDVLP_CHECK(total.defined(), "loss multi_level: every level has weight 0");
   out.total = total;
   return out;

@@ -66,6 +66,15 @@ at::Tensor VlpModelImpl::encode_units(const at::Tensor& ids, const at::Tensor& a
   return torch::zeros({B * U, C}, pooled.options()).index_copy(0, rows, pooled).view({B, U, C});
 }
 
+at::Tensor word_mask(const at::Tensor& attention_mask) {
+  MEDVLP_CHECK(attention_mask.dim() == 2, "word_mask: the attention mask must be [B,L], got ", attention_mask.sizes());
+  const at::Tensor m = (attention_mask > 0).to(torch::kFloat);                     // [B,L]
+  const at::Tensor len = m.sum(1, /*keepdim=*/true);                               // [B,1]
+  const at::Tensor pos = torch::arange(m.size(1), m.options()).unsqueeze(0);       // [1,L]
+  const at::Tensor inner = ((pos > 0) & (pos < len - 1)).to(torch::kFloat);
+  return torch::where(len > 2, m * inner, m);
+}
+
 Encoded VlpModelImpl::forward(const data::Batch& batch) {
   MEDVLP_CHECK(batch.images.defined() && batch.token_ids.defined(), "VlpModel: the batch needs images and token ids");
   Encoded out;
@@ -77,7 +86,7 @@ Encoded VlpModelImpl::forward(const data::Batch& batch) {
   out.image_tokens = local_dim_ > 0 ? image_local_->forward(img.tokens) : img.tokens;
   out.grid = img.grid;
   out.text_tokens = local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens;
-  out.text_mask = batch.attention_mask;
+  out.word_mask = word_mask(batch.attention_mask);
   if (batch.anatomy_ids.defined())
     out.anatomy_text =
         torch::nn::functional::normalize(text_proj_->forward(encode_units(batch.anatomy_ids, batch.anatomy_attention, {})), opts);
@@ -113,13 +122,8 @@ at::Tensor VlpModelImpl::patch_similarity(const at::Tensor& images, const at::Te
         torch::nn::functional::normalize(local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens, opts);  // [T,L,C]
     MEDVLP_CHECK(patches.size(-1) == words.size(-1), "localization maps \"tokens\" compare image and text token features, "
                  "but they are ", patches.size(-1), " and ", words.size(-1), " wide; set model.local_dim or use maps: embedding");
-    // The words only: the begin/end specials every tokenizer adds (the first and last real token)
-    // are left out, as GLoRIA and AFLoc leave out [CLS] and [SEP].
-    at::Tensor m = mask.to(words.scalar_type());                                              // [T,L]
-    const at::Tensor len = mask.sum(1);                                                       // [T]
-    const at::Tensor pos = torch::arange(mask.size(1), mask.options()).unsqueeze(0);          // [1,L]
-    const at::Tensor inner = (pos > 0) & (pos < (len - 1).unsqueeze(1));
-    m = torch::where((len > 2).unsqueeze(1), m * inner.to(m.scalar_type()), m);
+    // The words only, the units the word-level losses align (Encoded.word_mask).
+    const at::Tensor m = word_mask(mask).to(words.scalar_type());                            // [T,L]
     const at::Tensor sim = torch::einsum("bnc,tlc->btln", {patches, words});                 // [B,T,L,N]
     return (sim * m.unsqueeze(0).unsqueeze(-1)).sum(2) / m.sum(1).clamp_min(1).view({1, -1, 1});
   }

@@ -14,7 +14,7 @@ const std::vector<InputSpec>& input_specs() {
       {"image_tokens", "Encoded.image_tokens", true, true},
       {"grid", "Encoded.grid", false, false},
       {"text_tokens", "Encoded.text_tokens", true, true},
-      {"text_mask", "Encoded.text_mask", true, false},
+      {"word_mask", "Encoded.word_mask", true, false},
       {"anatomy_image", "Encoded.anatomy_image", true, true},
       {"anatomy_text", "Encoded.anatomy_text", true, true},
       {"anatomy_present", "Encoded.anatomy_present", true, false},
@@ -51,7 +51,7 @@ std::pair<models::Encoded, data::Batch> bind_inputs(const NamedTensors& inputs) 
   std::map<std::string, at::Tensor*> slots = {
       {"image_embed", &e.image_embed},       {"text_embed", &e.text_embed},
       {"image_tokens", &e.image_tokens},     {"text_tokens", &e.text_tokens},
-      {"text_mask", &e.text_mask},           {"anatomy_image", &e.anatomy_image},
+      {"word_mask", &e.word_mask},           {"anatomy_image", &e.anatomy_image},
       {"anatomy_text", &e.anatomy_text},     {"anatomy_present", &e.anatomy_present},
       {"sentence_embed", &e.sentence_embed}, {"sentence_mask", &e.sentence_mask},
       {"entity_embed", &e.entity_embed},     {"entity_reference", &e.entity_reference},

@@ -139,7 +139,8 @@ TEST(Localization, EvaluatesPhantomBoxesAndWritesOverlays) {
 }
 
 // Tokens maps average cos(word, patch) over the prompt's words, leaving out the begin/end specials
-// (GLoRIA and AFLoc drop [CLS]/[SEP]): checked pair by pair against the features forward() returns.
+// (GLoRIA and AFLoc drop [CLS]/[SEP]): checked pair by pair against the features forward() returns,
+// whose word_mask keeps the same tokens for the word-level losses.
 TEST(Localization, TokenMapsAverageTheWordsWithoutTheSpecials) {
   testing_util::TempDir dir;
   train::Experiment e = train::Experiment::build(core::Config::parse(kLocConfig, "loc.yaml"), dir.path() + "/run");
@@ -159,6 +160,12 @@ TEST(Localization, TokenMapsAverageTheWordsWithoutTheSpecials) {
     const int64_t len = tokens.mask[t].sum().item<int64_t>();
     // "x" may be a single piece between the specials; a text of two tokens or fewer keeps them all.
     const int64_t first = len > 2 ? 1 : 0, last = len > 2 ? len - 2 : len - 1;
+    // Encoded.word_mask, which the word-level losses align, marks the same tokens: the begin/end
+    // ids the tokenizer wrote are out of it.
+    EXPECT_EQ(tokens.ids[t][0].item<int64_t>(), e.tokenizer->begin_id());
+    EXPECT_EQ(tokens.ids[t][len - 1].item<int64_t>(), e.tokenizer->end_id());
+    const at::Tensor want_mask = torch::zeros({tokens.ids.size(1)}).index_fill_(0, torch::arange(first, last + 1), 1.0);
+    EXPECT_TRUE(torch::equal(enc.word_mask[t], want_mask)) << "text " << t << ": " << enc.word_mask[t];
     for (int64_t b = 0; b < 3; ++b) {
       const at::Tensor want = patches[b].matmul(words[t].slice(0, first, last + 1).t()).mean(1);  // [N]
       EXPECT_TRUE(torch::allclose(sim[b][t], want, 1e-5, 1e-6)) << "image " << b << " text " << t;

@@ -28,7 +28,7 @@ kit::NamedTensors inputs(int64_t B, int64_t L, int64_t C, uint64_t seed) {
   in["text_tokens"] = torch::randn({B, L, C}, torch::kDouble);
   at::Tensor mask = torch::zeros({B, L}, torch::kDouble);
   for (int64_t i = 0; i < B; ++i) mask[i].narrow(0, 0, 2 + i % (L - 1)).fill_(1);
-  in["text_mask"] = mask;
+  in["word_mask"] = mask;
   in["sentence_embed"] = torch::randn({B, 3, C}, torch::kDouble);
   at::Tensor smask = torch::ones({B, 3}, torch::kDouble);
   smask[0][2] = 0;
@@ -107,7 +107,7 @@ double naive_filip(const at::Tensor& words_raw, const at::Tensor& mask, const at
 TEST(LocalLoss, GloriaMatchesAflocWrittenOut) {
   const auto in = inputs(5, 4, 3, 41);
   const auto e = kit::evaluate(*build("local", "{}"), in);
-  EXPECT_NEAR(e.total, naive_gloria(in.at("text_tokens"), in.at("text_mask"), in.at("image_tokens"), 4, 5, 10), 1e-8);
+  EXPECT_NEAR(e.total, naive_gloria(in.at("text_tokens"), in.at("word_mask"), in.at("image_tokens"), 4, 5, 10), 1e-8);
   const auto s = kit::evaluate(*build("local", "{units: sentences, t1: 2, t2: 3, t3: 7}"), in);
   EXPECT_NEAR(s.total, naive_gloria(in.at("sentence_embed"), in.at("sentence_mask"), in.at("image_tokens"), 2, 3, 7), 1e-8);
 }
@@ -142,7 +142,7 @@ TEST(LocalLoss, ChunkedBackwardEqualsPlainAutograd) {
 TEST(LocalLoss, FilipMatchesTokenWiseMaximaWrittenOut) {
   const auto in = inputs(4, 5, 3, 43);
   const auto e = kit::evaluate(*build("local", "{form: filip, temperature: 0.5}"), in);
-  EXPECT_NEAR(e.total, naive_filip(in.at("text_tokens"), in.at("text_mask"), in.at("image_tokens"), 2.0), 1e-9);
+  EXPECT_NEAR(e.total, naive_filip(in.at("text_tokens"), in.at("word_mask"), in.at("image_tokens"), 2.0), 1e-9);
 }
 
 TEST(LocalLoss, MultiLevelIsTheWeightedSumOfItsLevels) {
@@ -192,8 +192,8 @@ TEST(LocalLoss, ExplainsMismatchedTokens) {
   in["text_tokens"] = torch::randn({3, 4, 5}, torch::kDouble);
   EXPECT_ERROR_CONTAINS(kit::evaluate(*build("local", "{}"), in),
                         "loss local: Encoded.text_tokens [3, 4, 5] and Encoded.image_tokens [3, 6, 3] must be");
-  in.erase("text_mask");
-  EXPECT_ERROR_CONTAINS(kit::evaluate(*build("local", "{}"), in), "loss local: needs Encoded.text_mask");
+  in.erase("word_mask");
+  EXPECT_ERROR_CONTAINS(kit::evaluate(*build("local", "{}"), in), "loss local: needs Encoded.word_mask");
 }
 
 TEST(LocalLoss, TwoRanksEqualOneRank) {

@@ -12,7 +12,7 @@ namespace medvlp::losses {
 /// Options of LocalLoss; defaults from AFLoc's config (t1 = 4, t2 = 5, t3 = 10, sum over words).
 struct LocalLossOptions {
   std::string form = "gloria";     // "gloria" or "filip"
-  std::string units = "words";     // "words": Encoded.text_tokens/text_mask; "sentences": sentence_embed/mask
+  std::string units = "words";     // "words": Encoded.text_tokens/word_mask; "sentences": sentence_embed/mask
   double t1 = 4.0;
   double t2 = 5.0;
   double t3 = 10.0;

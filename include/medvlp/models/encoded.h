@@ -7,6 +7,12 @@
 
 namespace medvlp::models {
 
+/// The words of token ids laid out as the tokenizers lay them out (real tokens first, the first and
+/// last of them the begin/end specials): 1 on the real tokens but those two, as GLoRIA's and AFLoc's
+/// word-level terms leave out [CLS] and [SEP]. A text of two real tokens or fewer keeps them all,
+/// so that no row is empty. attention_mask [B,L] (1 on real tokens) -> float [B,L].
+at::Tensor word_mask(const at::Tensor& attention_mask);
+
 /// Embeddings of one batch. Fields the model does not produce stay undefined;
 /// a loss that needs one throws an error naming the field and the loss.
 struct Encoded {
@@ -15,7 +21,7 @@ struct Encoded {
   at::Tensor image_tokens;     // [B,N,C] spatial features before projection
   std::vector<int64_t> grid;  // (H', W') or (D', H', W') of image_tokens, N = their product
   at::Tensor text_tokens;      // [B,L,C] token features before projection
-  at::Tensor text_mask;        // [B,L] 1 on real tokens
+  at::Tensor word_mask;        // [B,L] 1 on the words: real tokens but the begin/end specials (word_mask())
   at::Tensor anatomy_image;    // [B,A,D]
   at::Tensor anatomy_text;     // [B,A,D]
   at::Tensor anatomy_present;  // [B,A]

@@ -33,9 +33,9 @@ class VlpModelImpl : public torch::nn::Module {
   Encoded forward(const data::Batch& batch);
   int64_t embed_dim() const { return embed_dim_; }
   /// Similarity of every image patch to every text, for localization: [B,T,N] for images [B,...]
-  /// and texts [T,L]; `grid` receives the patch grid. "tokens": the mean over each text's words (its
-  /// real tokens but the first and last, the tokenizer's begin/end specials, as GLoRIA and AFLoc
-  /// leave out [CLS]/[SEP]; all of a text of two tokens or fewer) of cos(token, patch) in the token space of the local losses (Encoded.text_tokens/image_tokens,
+  /// and texts [T,L]; `grid` receives the patch grid. "tokens": the mean over each text's words
+  /// (word_mask(): the tokens the word-level losses align) of cos(token, patch) in the token space
+  /// of the local losses (Encoded.text_tokens/image_tokens,
   /// which must share a width); "embedding": cos(image projection of each patch, text embedding),
   /// the global embedding applied per patch.
   at::Tensor patch_similarity(const at::Tensor& images, const at::Tensor& ids, const at::Tensor& mask,
