@@ -107,12 +107,6 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 std::string json_list(const std::vector<std::string>& items) { return nlohmann::json(items).dump(); }
 
-std::string file_safe(const std::string& s) {
-  std::string out;
-  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ? c : '_';
-  return out;
-}
-
 }  // namespace
 
 Action add_embed(CLI::App& app) {
@@ -222,31 +216,29 @@ Action add_zero_shot(CLI::App& app) {
     if (!args->maps.empty()) {
       torch::NoGradGuard no_grad;
       e.model->eval();
-      const std::string mode = args->map_kind == "auto" ? (e.model->local_dim() > 0 ? "tokens" : "embedding") : args->map_kind;
-      std::vector<std::string> texts;
-      std::vector<int64_t> owner;
-      for (size_t k = 0; k < prompts.size(); ++k)
-        for (const auto& t : prompts[k].positive) texts.push_back(t), owner.push_back(static_cast<int64_t>(k));
-      const auto tokens = e.tokenizer->encode(texts, options.max_text_len);
-      at::Tensor weights = torch::zeros({static_cast<int64_t>(prompts.size()), static_cast<int64_t>(texts.size())});
-      for (size_t t = 0; t < texts.size(); ++t) weights[owner[t]][static_cast<int64_t>(t)] = 1.0;
-      weights = weights / weights.sum(1, true);
+      std::vector<std::pair<std::string, std::vector<std::string>>> positives;
+      for (const auto& p : prompts) positives.emplace_back(p.finding, p.positive);
+      const eval::FindingMaps finding_maps(e.model, *e.tokenizer, positives, options.max_text_len, e.device, args->map_kind);
+      const std::string& mode = finding_maps.mode();
       io::make_directories(args->maps);
       int64_t written = 0;
       for (int64_t i = 0; i < files->size(); ++i) {
         const data::Sample s = files->get(i, 0);
-        MEDVLP_CHECK(s.image.dim() == 3, "zero-shot --maps: ", s.id, " is a volume; heat maps are written for 2D images only");
-        std::vector<int64_t> grid;
-        const at::Tensor image = ((s.image - e.image_mean) / e.image_std).unsqueeze(0).to(e.device);
-        const at::Tensor sim = e.model->patch_similarity(image, tokens.ids.to(e.device), tokens.mask.to(e.device), mode, &grid)[0]
-                                   .to(torch::kFloat)
-                                   .cpu();
-        const at::Tensor maps = eval::upsample_maps(weights.matmul(sim).view({-1, grid[0], grid[1]}), s.image.size(1), s.image.size(2));
+        const std::vector<int64_t> shape(s.image.sizes().begin() + 1, s.image.sizes().end());
+        const at::Tensor maps = eval::upsample_maps(finding_maps((s.image - e.image_mean) / e.image_std), shape);
         for (size_t k = 0; k < labels.size(); ++k, ++written) {
           char index[32];
           std::snprintf(index, sizeof index, "%04lld", static_cast<long long>(i));
-          eval::write_heat_map(args->maps + "/" + index + "_" + file_safe(labels[k]) + ".png", s.image[0],
-                               maps[static_cast<int64_t>(k)], {}, -1, labels[k] + " (" + mode + ")");
+          const std::string png = args->maps + "/" + index + "_" + eval::file_safe(labels[k]) + ".png";
+          const at::Tensor map = maps[static_cast<int64_t>(k)];
+          if (shape.size() == 3) {
+            // A volume shows its axial slice through the map's peak.
+            const int64_t z = std::get<0>(map.flatten(1).max(1)).argmax().item<int64_t>();
+            eval::write_heat_map(png, s.image[0][z], map[z], at::Tensor(),
+                                 labels[k] + " (" + mode + ", slice " + std::to_string(z) + ")");
+          } else {
+            eval::write_heat_map(png, s.image[0], map, at::Tensor(), labels[k] + " (" + mode + ")");
+          }
         }
       }
       std::cout << written << " heat maps (" << mode << ") written to " << args->maps << "\n";

@@ -58,7 +58,9 @@ ManifestDataset::ManifestDataset(const std::string& source, std::vector<Manifest
 void ManifestDataset::keep_existing(std::vector<ManifestEntry> entries) {
   for (auto& e : entries) {
     bool ok = true;
-    for (const std::string* path : {&e.image_path, &e.mask_path, &e.report_path}) {
+    std::vector<const std::string*> paths = {&e.image_path, &e.mask_path, &e.report_path};
+    for (const auto& lesion : e.lesion_paths) paths.push_back(&lesion.second);
+    for (const std::string* path : paths) {
       if (path->empty() || io::path_exists(*path)) continue;
       if (options_.missing == MissingPolicy::kFail) throw Error(e.where + ": file " + *path + " does not exist");
       core::log_warn(e.where, ": file ", *path, " does not exist; skipping the entry");
@@ -103,6 +105,28 @@ Sample ManifestDataset::load(const ManifestEntry& e) const {
     }
   } else {
     s.image = io::read_image(e.image_path);
+  }
+  if (e.has_lesions) {
+    const at::IntArrayRef shape = s.image.sizes().slice(1);
+    s.lesion_masks = torch::zeros(
+        [&] {
+          std::vector<int64_t> size = {static_cast<int64_t>(options_.findings.size())};
+          size.insert(size.end(), shape.begin(), shape.end());
+          return size;
+        }());
+    for (const auto& [k, path] : e.lesion_paths) {
+      at::Tensor m;
+      if (s.image.dim() == 4) {
+        io::Volume v = io::read_nifti(path);
+        if (options_.canonical) v = io::reorient_to_ras(std::move(v));
+        m = v.data;
+      } else {
+        m = io::read_image(path)[0];
+      }
+      MEDVLP_CHECK(m.sizes() == shape, path, ": lesion mask of \"", options_.findings[static_cast<size_t>(k)],
+                   "\" has shape ", m.sizes(), " but its image ", e.image_path, " has ", shape);
+      s.lesion_masks[k] = torch::max(s.lesion_masks[k], m.gt(0.5).to(torch::kFloat32));
+    }
   }
   s.report = e.report_path.empty() ? e.report : e.report + io::read_file(e.report_path);
   const auto k = static_cast<int64_t>(options_.findings.size());

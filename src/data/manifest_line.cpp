@@ -85,6 +85,15 @@ std::optional<ManifestEntry> parse_manifest_line(const std::string& line, const 
                          number(c[2], where, "box[2]"), number(c[3], where, "box[3]")});
     }
   }
+  if (j.contains("lesions")) {
+    MEDVLP_CHECK(j["lesions"].is_object(), where, ": \"lesions\" must map finding names to mask files");
+    e.has_lesions = true;
+    for (const auto& [name, path] : j["lesions"].items()) {
+      MEDVLP_CHECK(path.is_string(), where, ": lesions.", name, " must be a path to a mask file");
+      const auto k = std::find(findings.begin(), findings.end(), name);
+      if (k != findings.end()) e.lesion_paths.emplace_back(k - findings.begin(), resolve(base_dir, path.get<std::string>()));
+    }
+  }
   return e;
 }
 

@@ -56,7 +56,7 @@ int64_t write_shards(const Dataset& dataset, const std::string& dir, const Shard
     for (const auto& e : errors)
       if (e) std::rethrow_exception(e);
 
-    std::vector<at::Tensor> images, labels, truth, masks, spacing;
+    std::vector<at::Tensor> images, labels, truth, masks, lesions, spacing;
     for (const Sample& s : batch) {
       const std::vector<int64_t> shape(s.image.sizes().begin(), s.image.sizes().end());
       if (image_shape.empty()) image_shape = shape;
@@ -67,6 +67,7 @@ int64_t write_shards(const Dataset& dataset, const std::string& dir, const Shard
       labels.push_back(s.labels.to(torch::kFloat32));
       if (s.truth.defined()) truth.push_back(s.truth.to(torch::kFloat32));
       if (s.anatomy_masks.defined()) masks.push_back(s.anatomy_masks.gt(0.5).to(torch::kUInt8));
+      if (s.lesion_masks.defined()) lesions.push_back(s.lesion_masks.gt(0.5).to(torch::kUInt8));
       if (!s.spacing.empty()) spacing.push_back(torch::tensor(s.spacing, torch::kFloat64));
       nlohmann::json boxes = nlohmann::json::array();
       for (const Box& b : s.boxes) boxes.push_back({b.finding, b.x0, b.y0, b.x1, b.y1});
@@ -76,6 +77,7 @@ int64_t write_shards(const Dataset& dataset, const std::string& dir, const Shard
     // Optional fields are stored only when every sample has them, so rows stay aligned.
     if (truth.size() == batch.size()) tensors["truth"] = torch::stack(truth);
     if (masks.size() == batch.size()) tensors["anatomy_masks"] = torch::stack(masks);
+    if (lesions.size() == batch.size()) tensors["lesion_masks"] = torch::stack(lesions);
     if (spacing.size() == batch.size()) tensors["spacing"] = torch::stack(spacing);
     const std::string name = shard_name(shard);
     io::save_safetensors(dir + "/" + name + ".tmp", tensors);
@@ -171,6 +173,7 @@ Sample ShardDataset::get(int64_t index, int64_t /*epoch*/) const {
   s.labels = t.at("labels")[row].clone();
   if (t.count("truth")) s.truth = t.at("truth")[row].clone();
   if (t.count("anatomy_masks")) s.anatomy_masks = t.at("anatomy_masks")[row].to(torch::kFloat32);
+  if (t.count("lesion_masks")) s.lesion_masks = t.at("lesion_masks")[row].to(torch::kFloat32);
   if (t.count("spacing")) {
     const at::Tensor sp = t.at("spacing")[row].contiguous();
     s.spacing.assign(sp.data_ptr<double>(), sp.data_ptr<double>() + sp.numel());

@@ -1,5 +1,6 @@
 #include "medvlp/data/synthetic_ct.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -135,6 +136,11 @@ CtCase render_ct_case(const SyntheticCtOptions& o, Split split, int64_t index) {
   paint(shell & rib_rows & (g.z > -60 + dz) & (g.y < 70 * s), 500, kBones);
 
   CtCase c;
+  // Where each finding was painted: the targets of 3D localization.
+  std::array<at::Tensor, 8> lesion;
+  const auto mark = [&](int finding, const at::Tensor& region) {
+    lesion[finding] = lesion[finding].defined() ? lesion[finding] | region : region;
+  };
   // Lungs: nodule and consolidation in a chosen side, effusion in one or both pleural spaces.
   std::array<std::string, 2> lung_sentence = {"The right lung is clear.", "The left lung is clear."};
   std::array<std::vector<std::string>, 2> lung_findings;
@@ -143,14 +149,18 @@ CtCase render_ct_case(const SyntheticCtOptions& o, Split split, int64_t index) {
     const int side = static_cast<int>(rng.below(2));
     const double r = rng.uniform(5, 11);
     const auto p = point_in(g, lung_label[side] & ellipsoid(g, (side == 0 ? 72 : -72) * s, 0, lz, 40 * s, 60 * s, 60), rng);
-    paint(ellipsoid(g, p[0], p[1], p[2], r, r, r) & lung_label[side], 25);
+    const at::Tensor region = ellipsoid(g, p[0], p[1], p[2], r, r, r) & lung_label[side];
+    paint(region, 25);
+    mark(kNodule, region);
     lung_findings[side].push_back("a " + std::to_string(static_cast<int>(std::lround(2 * r))) + " mm nodule");
   }
   if (has[kConsolidation]) {
     const int side = static_cast<int>(rng.below(2));
     const auto p = point_in(g, lung_label[side] & (g.z < lz + 30), rng);
     const double r = rng.uniform(16, 26);
-    paint(ellipsoid(g, p[0], p[1], p[2], r, r * 1.2, r) & lung_label[side], -30);
+    const at::Tensor region = ellipsoid(g, p[0], p[1], p[2], r, r * 1.2, r) & lung_label[side];
+    paint(region, -30);
+    mark(kConsolidation, region);
     lung_findings[side].push_back("consolidation");
   }
   for (int side = 0; side < 2; ++side)
@@ -170,7 +180,9 @@ CtCase render_ct_case(const SyntheticCtOptions& o, Split split, int64_t index) {
     for (int side = 0; side < 2; ++side) {
       if (sides != 2 && sides != side) continue;
       // Fluid settles posteriorly (supine patient) in the lower part of the pleural space.
-      paint(lung_label[side] & (g.y < -85 * s + depth) & (g.z < lz + 10), 12);
+      const at::Tensor region = lung_label[side] & (g.y < -85 * s + depth) & (g.z < lz + 10);
+      paint(region, 12);
+      mark(kEffusion, region);
     }
     const std::string size = depth < 28 ? "Small" : "Moderate";
     pleura = sides == 2 ? size + " bilateral pleural effusions." : size + " " + side_name(sides == 0) + " pleural effusion.";
@@ -184,7 +196,9 @@ CtCase render_ct_case(const SyntheticCtOptions& o, Split split, int64_t index) {
   if (has[kHepaticLesion]) {
     const double r = rng.uniform(7, 14);
     const auto p = point_in(g, (label == kLiver + 1) & ellipsoid(g, 60 * s, 10 * s, -55 + dz, 60 * s, 50 * s, 35), rng);
-    paint(ellipsoid(g, p[0], p[1], p[2], r, r, r) & (label == kLiver + 1), 8);
+    const at::Tensor region = ellipsoid(g, p[0], p[1], p[2], r, r, r) & (label == kLiver + 1);
+    paint(region, 8);
+    mark(kHepaticLesion, region);
     liver = "A " + std::to_string(static_cast<int>(std::lround(2 * r))) + " mm hypodense lesion in the liver.";
   }
   c.anatomy_sentences.push_back({"liver", liver});
@@ -197,7 +211,9 @@ CtCase render_ct_case(const SyntheticCtOptions& o, Split split, int64_t index) {
     const int organ = side == 0 ? kRightKidney : kLeftKidney;
     const double r = rng.uniform(8, 14);
     const auto p = point_in(g, label == organ + 1, rng);
-    paint(ellipsoid(g, p[0], p[1], p[2], r, r, r) & body, 2, organ);
+    const at::Tensor region = ellipsoid(g, p[0], p[1], p[2], r, r, r) & body;
+    paint(region, 2, organ);
+    mark(kKidneyCyst, region);
     kidneys = "A simple cyst in the " + side_name(side == 0) + " kidney.";
   }
   c.anatomy_sentences.push_back({"kidneys", kidneys});
@@ -214,6 +230,13 @@ CtCase render_ct_case(const SyntheticCtOptions& o, Split split, int64_t index) {
     for (int64_t a = 0; a < static_cast<int64_t>(ct_anatomies().size()); ++a)
       masks.push_back((label == a + 1).to(torch::kFloat32));
     c.anatomy_masks = torch::stack(masks);
+    // An enlarged organ is its own lesion: the organ as finally painted.
+    if (has[kCardiomegaly]) mark(kCardiomegaly, label == kHeart + 1);
+    if (has[kAneurysm]) mark(kAneurysm, label == kAorta + 1);
+    if (has[kSplenomegaly]) mark(kSplenomegaly, label == kSpleen + 1);
+    std::vector<at::Tensor> lesions;
+    for (const at::Tensor& l : lesion) lesions.push_back(l.defined() ? l.to(torch::kFloat32) : torch::zeros(shape));
+    c.lesion_masks = torch::stack(lesions);
   }
   c.truth = torch::zeros({8});
   for (size_t k = 0; k < has.size(); ++k) c.truth[static_cast<int64_t>(k)] = has[k] ? 1.f : 0.f;
@@ -253,6 +276,9 @@ Sample SyntheticCtDataset::get(int64_t index, int64_t /*epoch*/) const {
   s.labels = c.truth.clone();  // every anatomy is described, so the report decides every label
   s.truth = c.truth;
   s.anatomy_masks = c.anatomy_masks;
+  // Localization targets for the splits that are evaluated; training never reads them, and its
+  // transforms need not carry eight more volumes.
+  if (split_ != Split::kTrain) s.lesion_masks = c.lesion_masks;
   return s;
 }
 
@@ -284,6 +310,19 @@ int64_t write_synthetic_ct(const SyntheticCtOptions& options, Split split, const
                         {"image", "images/" + id + ".nii.gz"},
                         {"mask", "masks/" + id + ".nii.gz"},
                         {"report", c.report()}};
+    // Lesion masks, as the dataset gives them: for the evaluated splits only ({} for a case without
+    // findings, so that it still carries all-zero masks).
+    if (split != Split::kTrain) j["lesions"] = nlohmann::json::object();
+    for (size_t k = 0; k < names.size() && split != Split::kTrain; ++k) {
+      if (c.truth[static_cast<int64_t>(k)].item<float>() < 0.5f) continue;
+      std::string file = names[k];
+      std::replace(file.begin(), file.end(), ' ', '_');
+      file = "lesions/" + id + "_" + file + ".nii.gz";
+      io::make_directories(dir + "/lesions");
+      v.data = c.lesion_masks[static_cast<int64_t>(k)];
+      io::write_nifti(dir + "/" + file, v, "int16");
+      j["lesions"][names[k]] = file;
+    }
     for (size_t k = 0; k < names.size(); ++k) {
       j["labels"][names[k]] = c.truth[static_cast<int64_t>(k)].item<float>();
       j["truth"][names[k]] = c.truth[static_cast<int64_t>(k)].item<float>();

@@ -61,6 +61,7 @@ void crop_pad_sample(Sample& s, const std::vector<int64_t>& start, const std::ve
                      double pad_value) {
   s.image = crop_pad(s.image, start, size, pad_value);
   if (s.anatomy_masks.defined()) s.anatomy_masks = crop_pad(s.anatomy_masks, start, size, 0.0);
+  if (s.lesion_masks.defined()) s.lesion_masks = crop_pad(s.lesion_masks, start, size, 0.0);
   if (size.size() == 2)
     map_boxes(s, 1, 1, -static_cast<double>(start[1]), -static_cast<double>(start[0]), static_cast<double>(size[1]),
               static_cast<double>(size[0]));
@@ -72,6 +73,7 @@ void resize_sample(Sample& s, const std::vector<int64_t>& size) {
   if (old == size) return;
   s.image = interpolate(s.image, size, false);
   if (s.anatomy_masks.defined()) s.anatomy_masks = interpolate(s.anatomy_masks, size, true);
+  if (s.lesion_masks.defined()) s.lesion_masks = interpolate(s.lesion_masks, size, true);
   if (s.spacing.size() == size.size())
     for (size_t a = 0; a < size.size(); ++a)
       s.spacing[a] *= static_cast<double>(old[a]) / static_cast<double>(size[a]);
@@ -242,6 +244,7 @@ class RandomAffine : public Transform {
     };
     s.image = sample(s.image, false, fill_);
     if (s.anatomy_masks.defined()) s.anatomy_masks = sample(s.anatomy_masks, true, 0.0);
+    if (s.lesion_masks.defined()) s.lesion_masks = sample(s.lesion_masks, true, 0.0);
     std::vector<Box> kept;
     for (Box bx : s.boxes) {
       double x0 = 1e300, y0 = 1e300, x1 = -1e300, y1 = -1e300;
@@ -301,6 +304,7 @@ class HorizontalFlip : public Transform {
     if (!train || !rng.bernoulli(p_)) return;
     s.image = s.image.flip({-1});
     if (s.anatomy_masks.defined()) s.anatomy_masks = s.anatomy_masks.flip({-1});
+    if (s.lesion_masks.defined()) s.lesion_masks = s.lesion_masks.flip({-1});
     if (dims == 2) {
       const auto w = static_cast<float>(s.image.size(2));
       for (Box& b : s.boxes) {
@@ -332,6 +336,7 @@ class Resample : public Transform {
                  " axes but sample ", s.id, " has ", dims);
     s.image = resample(s.image, s.spacing, target, false);
     if (s.anatomy_masks.defined()) s.anatomy_masks = resample(s.anatomy_masks, s.spacing, target, true);
+    if (s.lesion_masks.defined()) s.lesion_masks = resample(s.lesion_masks, s.spacing, target, true);
     if (dims == 2)
       map_boxes(s, s.spacing[1] / target[1], s.spacing[0] / target[0], 0, 0, static_cast<double>(s.image.size(2)),
                 static_cast<double>(s.image.size(1)));

@@ -308,7 +308,7 @@ std::string format_eval_table(const nlohmann::json& result, const std::string& t
                        << interval(zs["mean"].value("f1_micro_ci", nlohmann::json())) << "\n";
   if (result.contains("localization") && result["localization"]["mean"].is_object()) {
     const nlohmann::json& loc = result["localization"];
-    out << "localization (" << loc["maps"].get<std::string>() << " maps, " << loc["boxed_cases"] << " cases with boxes)\n";
+    out << "localization (" << loc["maps"].get<std::string>() << " maps, " << loc["cases"] << " cases with lesion boxes or masks)\n";
     out << "  " << std::left << std::setw(22) << "finding" << std::setw(7) << "cases" << std::setw(9) << "pointing"
         << std::setw(7) << "mIoU" << std::setw(7) << "mDice" << "CNR\n";
     const auto loc_row = [&](const std::string& name, const nlohmann::json& f) {

@@ -35,13 +35,21 @@ namespace F = torch::nn::functional;
 
 at::Tensor upsample_maps(const at::Tensor& maps, int64_t height, int64_t width) {
   MEDVLP_CHECK(maps.dim() == 3, "upsample_maps: expected maps [K,h,w], got ", maps.sizes());
-  at::Tensor up = F::interpolate(maps.to(torch::kFloat).unsqueeze(0), F::InterpolateFuncOptions()
-                                                                        .size(std::vector<int64_t>{height, width})
-                                                                        .mode(torch::kBilinear)
-                                                                        .align_corners(false))
-                      .squeeze(0);  // [K,H,W]
+  return upsample_maps(maps, {height, width});
+}
+
+at::Tensor upsample_maps(const at::Tensor& maps, const std::vector<int64_t>& size) {
+  MEDVLP_CHECK((size.size() == 2 || size.size() == 3) && maps.dim() == static_cast<int64_t>(size.size()) + 1,
+               "upsample_maps: expected maps [K,h,w] or [K,d,h,w] and a size of as many axes, got ", maps.sizes(), " and ",
+               at::IntArrayRef(size));
+  auto options = F::InterpolateFuncOptions().size(size).align_corners(false);
+  if (size.size() == 2) options.mode(torch::kBilinear);
+  else options.mode(torch::kTrilinear);
+  at::Tensor up = F::interpolate(maps.to(torch::kFloat).unsqueeze(0), options).squeeze(0);  // [K,(D,)H,W]
   const at::Tensor flat = up.flatten(1);
-  const at::Tensor lo = std::get<0>(flat.min(1)).view({-1, 1, 1}), hi = std::get<0>(flat.max(1)).view({-1, 1, 1});
+  std::vector<int64_t> column(size.size() + 1, 1);
+  column[0] = -1;
+  const at::Tensor lo = std::get<0>(flat.min(1)).view(column), hi = std::get<0>(flat.max(1)).view(column);
   const at::Tensor range = hi - lo;
   // A flat map holds no evidence anywhere: zeros, not NaN.
   return torch::where(range > 0, (up - lo) / range.clamp_min(1e-30), torch::zeros_like(up));
@@ -236,9 +244,13 @@ __attribute__((optimize("O3", "fast-math"))) std::vector<MapScores> score_grid_m
   return out;
 }
 
-void write_heat_map(const std::string& path, const at::Tensor& image, const at::Tensor& map,
-                    const std::vector<data::Box>& boxes, int64_t finding, const std::string& label) {
+namespace {
+
 #if MEDVLP_WITH_OPENCV
+// The grey image under the JET map, enlarged for small phantoms; `scale` receives the enlargement.
+cv::Mat blend_heat_map(const at::Tensor& image, const at::Tensor& map, int* scale) {
+  MEDVLP_CHECK(image.dim() == 2 && map.sizes() == image.sizes(), "write_heat_map: expected an image [H,W] and a map of "
+               "its shape, got ", image.sizes(), " and ", map.sizes());
   const at::Tensor img = image.to(torch::kFloat).contiguous();
   const float lo = img.min().item<float>(), hi = img.max().item<float>();
   const at::Tensor grey = ((img - lo) / std::max(hi - lo, 1e-6f) * 255).clamp(0, 255).to(torch::kUInt8).contiguous();
@@ -249,30 +261,100 @@ void write_heat_map(const std::string& path, const at::Tensor& image, const at::
   cv::cvtColor(g, base, cv::COLOR_GRAY2BGR);
   cv::applyColorMap(m, colour, cv::COLORMAP_JET);
   cv::addWeighted(base, 0.55, colour, 0.45, 0.0, out);
-  // Small phantoms are enlarged so that box lines and the label stay legible.
-  const int scale = std::max(1, 256 / std::max(h, w));
-  if (scale > 1) cv::resize(out, out, cv::Size(w * scale, h * scale), 0, 0, cv::INTER_NEAREST);
+  // Small phantoms are enlarged so that outlines and the label stay legible.
+  *scale = std::max(1, 256 / std::max(h, w));
+  if (*scale > 1) cv::resize(out, out, cv::Size(w * *scale, h * *scale), 0, 0, cv::INTER_NEAREST);
+  return out;
+}
+
+void write_png(const std::string& path, const cv::Mat& out, const std::string& label) {
+  cv::Mat labelled = out;
+  cv::putText(labelled, label, {4, 14}, cv::FONT_HERSHEY_SIMPLEX, 0.4, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+  std::vector<uchar> png;
+  MEDVLP_CHECK(cv::imencode(".png", labelled, png), path, ": PNG encoding failed");
+  io::write_file_atomic(path, std::string(png.begin(), png.end()));
+}
+#endif
+
+}  // namespace
+
+void write_heat_map(const std::string& path, const at::Tensor& image, const at::Tensor& map, const at::Tensor& target,
+                    const std::string& label) {
+#if MEDVLP_WITH_OPENCV
+  int scale = 1;
+  cv::Mat out = blend_heat_map(image, map, &scale);
+  if (target.defined()) {
+    MEDVLP_CHECK(target.sizes() == image.sizes(), "write_heat_map: the target is ", target.sizes(), ", the image ",
+                 image.sizes());
+    const at::Tensor t = target.gt(0.5).to(torch::kUInt8).mul(255).contiguous();
+    cv::Mat mask(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), CV_8UC1, t.data_ptr<uint8_t>()), big;
+    cv::resize(mask, big, out.size(), 0, 0, cv::INTER_NEAREST);
+    std::vector<std::vector<cv::Point>> contours;
+    cv::findContours(big, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+    cv::drawContours(out, contours, -1, cv::Scalar(255, 255, 255), 1);
+  }
+  write_png(path, out, label);
+#else
+  (void)image, (void)map, (void)target, (void)label;
+  throw Error(path + ": heat maps need OpenCV, which this build of medvlp was configured without");
+#endif
+}
+
+void write_heat_map(const std::string& path, const at::Tensor& image, const at::Tensor& map,
+                    const std::vector<data::Box>& boxes, int64_t finding, const std::string& label) {
+#if MEDVLP_WITH_OPENCV
+  int scale = 1;
+  cv::Mat out = blend_heat_map(image, map, &scale);
   for (const auto& b : boxes)
     if (b.finding == finding)
       cv::rectangle(out, cv::Point(static_cast<int>(b.x0 * scale), static_cast<int>(b.y0 * scale)),
                     cv::Point(static_cast<int>(b.x1 * scale) - 1, static_cast<int>(b.y1 * scale) - 1), cv::Scalar(255, 255, 255), 1);
-  cv::putText(out, label, {4, 14}, cv::FONT_HERSHEY_SIMPLEX, 0.4, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
-  std::vector<uchar> png;
-  MEDVLP_CHECK(cv::imencode(".png", out, png), path, ": PNG encoding failed");
-  io::write_file_atomic(path, std::string(png.begin(), png.end()));
+  write_png(path, out, label);
 #else
   (void)image, (void)map, (void)boxes, (void)finding, (void)label;
   throw Error(path + ": heat maps need OpenCV, which this build of medvlp was configured without");
 #endif
 }
 
-namespace {
-
 std::string file_safe(const std::string& s) {
   std::string out;
   for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ? c : '_';
   return out;
 }
+
+FindingMaps::FindingMaps(models::VlpModel model, const text::Tokenizer& tokenizer,
+                         const std::vector<std::pair<std::string, std::vector<std::string>>>& prompts,
+                         int64_t max_text_len, const c10::Device& device, const std::string& mode)
+    : model_(std::move(model)), device_(device), mode_(mode) {
+  if (mode_ == "auto") mode_ = model_->local_dim() > 0 ? "tokens" : "embedding";
+  MEDVLP_CHECK(mode_ == "tokens" || mode_ == "embedding", "localization maps are auto, tokens or embedding, got \"", mode, "\"");
+  std::vector<std::string> texts;
+  std::vector<int64_t> owner;
+  for (size_t k = 0; k < prompts.size(); ++k) {
+    MEDVLP_CHECK(!prompts[k].second.empty(), "localization: no prompt for \"", prompts[k].first, "\"");
+    for (const auto& t : prompts[k].second) texts.push_back(t), owner.push_back(static_cast<int64_t>(k));
+  }
+  const auto tokens = tokenizer.encode(texts, max_text_len);
+  ids_ = tokens.ids.to(device);
+  mask_ = tokens.mask.to(device);
+  weights_ = torch::zeros({static_cast<int64_t>(prompts.size()), static_cast<int64_t>(texts.size())});
+  for (size_t t = 0; t < texts.size(); ++t) weights_[owner[t]][static_cast<int64_t>(t)] = 1.0;
+  weights_ = weights_ / weights_.sum(1, true);
+}
+
+at::Tensor FindingMaps::operator()(const at::Tensor& image) const {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> grid;
+  const at::Tensor sim =
+      model_->patch_similarity(image.unsqueeze(0).to(device_), ids_, mask_, mode_, &grid)[0].to(torch::kFloat).cpu();  // [T,N]
+  MEDVLP_CHECK(static_cast<int64_t>(grid.size()) == image.dim() - 1, "localization: the image encoder's patch grid has ",
+               grid.size(), " axes but the image ", image.dim() - 1);
+  std::vector<int64_t> shape = {-1};
+  shape.insert(shape.end(), grid.begin(), grid.end());
+  return weights_.matmul(sim).view(shape);
+}
+
+namespace {
 
 std::string threshold_key(double t) {
   char buf[16];
@@ -288,29 +370,16 @@ nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset
                         float image_mean, float image_std, const std::string& overlay_dir) {
   torch::NoGradGuard no_grad;
   const std::vector<std::string> findings = dataset->findings();
-  std::string mode = options.maps;
-  if (mode == "auto") mode = model->local_dim() > 0 ? "tokens" : "embedding";
-  // All prompts in one text batch; each finding's map is the mean of its prompts' maps.
-  std::vector<std::string> texts;
-  std::vector<int64_t> finding_of_prompt, column;
-  for (size_t k = 0; k < prompts.size(); ++k) {
-    const auto it = std::find(findings.begin(), findings.end(), prompts[k].first);
-    MEDVLP_CHECK(it != findings.end(), "localization: \"", prompts[k].first, "\" is not a finding of the evaluation set; it has: ",
+  std::vector<int64_t> column;
+  for (const auto& p : prompts) {
+    const auto it = std::find(findings.begin(), findings.end(), p.first);
+    MEDVLP_CHECK(it != findings.end(), "localization: \"", p.first, "\" is not a finding of the evaluation set; it has: ",
                  core::join(findings));
-    MEDVLP_CHECK(!prompts[k].second.empty(), "localization: no prompt for \"", prompts[k].first, "\"");
     column.push_back(static_cast<int64_t>(it - findings.begin()));
-    for (const auto& t : prompts[k].second) {
-      texts.push_back(t);
-      finding_of_prompt.push_back(static_cast<int64_t>(k));
-    }
   }
-  const auto tokens = tokenizer.encode(texts, max_text_len);
-  const at::Tensor ids = tokens.ids.to(device), mask = tokens.mask.to(device);
-  const at::Tensor prompt_weights = [&] {  // [K,T]: mean over each finding's prompts
-    at::Tensor w = torch::zeros({static_cast<int64_t>(prompts.size()), static_cast<int64_t>(texts.size())});
-    for (size_t t = 0; t < texts.size(); ++t) w[finding_of_prompt[t]][static_cast<int64_t>(t)] = 1.0;
-    return w / w.sum(1, true);
-  }();
+  // All prompts in one text batch; each finding's map is the mean of its prompts' maps.
+  const FindingMaps finding_maps(model, tokenizer, prompts, max_text_len, device, options.maps);
+  const std::string& mode = finding_maps.mode();
   const bool was_training = model->is_training();
   model->eval();
   if (!overlay_dir.empty()) io::make_directories(overlay_dir);
@@ -321,25 +390,42 @@ nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset
   };
   std::vector<Acc> acc(prompts.size());
   for (auto& a : acc) a.iou.assign(options.thresholds.size(), 0.0), a.dice.assign(options.thresholds.size(), 0.0);
-  int64_t boxed = 0;
+  int64_t targeted = 0;
   for (int64_t i = 0; i < dataset->size(); ++i) {
     const data::Sample s = dataset->get(i, 0);
-    if (s.boxes.empty()) continue;
-    MEDVLP_CHECK(s.image.dim() == 3, "localization: ", s.id, ": boxes are 2D, but the image is ", s.image.sizes());
-    ++boxed;
-    const at::Tensor image = ((s.image - image_mean) / image_std).unsqueeze(0).to(device);
-    std::vector<int64_t> grid;
-    const at::Tensor sim = model->patch_similarity(image, ids, mask, mode, &grid)[0].to(torch::kFloat).cpu();  // [T,N]
-    MEDVLP_CHECK(grid.size() == 2, "localization: the image encoder's patch grid is not 2D");
-    const at::Tensor per_finding = prompt_weights.matmul(sim).view({-1, grid[0], grid[1]});  // [K,h,w]
-    const int64_t H = s.image.size(1), W = s.image.size(2);
+    if (s.boxes.empty() && !s.lesion_masks.defined()) continue;
+    const std::vector<int64_t> shape(s.image.sizes().begin() + 1, s.image.sizes().end());  // (D,)H,W
+    // Lesion masks where the dataset has them (2D or 3D), else the boxes (2D).
     std::vector<at::Tensor> targets(prompts.size());
-    for (size_t k = 0; k < prompts.size(); ++k) {
-      at::Tensor target = box_mask(s.boxes, column[k], H, W);
-      if (target.any().item<bool>()) targets[k] = std::move(target);
+    if (s.lesion_masks.defined()) {
+      MEDVLP_CHECK(s.lesion_masks.dim() == s.image.dim() && s.lesion_masks.size(0) == static_cast<int64_t>(findings.size()) &&
+                       std::equal(shape.begin(), shape.end(), s.lesion_masks.sizes().begin() + 1),
+                   "localization: ", s.id, ": lesion masks ", s.lesion_masks.sizes(), " do not match ", findings.size(),
+                   " findings over the image ", s.image.sizes());
+      for (size_t k = 0; k < prompts.size(); ++k) {
+        at::Tensor target = s.lesion_masks[column[k]].gt(0.5).to(torch::kUInt8);
+        if (target.any().item<bool>()) targets[k] = std::move(target);
+      }
+    } else {
+      MEDVLP_CHECK(s.image.dim() == 3, "localization: ", s.id, ": boxes are 2D, but the image is ", s.image.sizes());
+      for (size_t k = 0; k < prompts.size(); ++k) {
+        at::Tensor target = box_mask(s.boxes, column[k], shape[0], shape[1]);
+        if (target.any().item<bool>()) targets[k] = std::move(target);
+      }
     }
-    const std::vector<MapScores> scores = score_grid_maps(per_finding, targets, H, W, options.thresholds);
-    at::Tensor maps;  // upsampled only for the overlays
+    if (std::none_of(targets.begin(), targets.end(), [](const at::Tensor& t) { return t.defined(); })) continue;
+    ++targeted;
+    const at::Tensor per_finding = finding_maps((s.image - image_mean) / image_std);  // [K,(d,)h,w]
+    at::Tensor maps;  // upsampled: for 3D scoring and for the overlays
+    std::vector<MapScores> scores(prompts.size());
+    if (shape.size() == 2) {
+      scores = score_grid_maps(per_finding, targets, shape[0], shape[1], options.thresholds);
+    } else {
+      MEDVLP_CHECK(torch::isfinite(per_finding).all().item<bool>(), "localization: a similarity map holds NaN or infinity");
+      maps = upsample_maps(per_finding, shape);
+      for (size_t k = 0; k < prompts.size(); ++k)
+        if (targets[k].defined()) scores[k] = score_map(maps[static_cast<int64_t>(k)], targets[k], options.thresholds);
+    }
     for (size_t k = 0; k < prompts.size(); ++k) {
       if (!targets[k].defined()) continue;
       const MapScores& sc = scores[k];
@@ -351,15 +437,25 @@ nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset
 #if MEDVLP_WITH_OPENCV
       if (!overlay_dir.empty() && a.overlays < options.overlays) {
         ++a.overlays;
-        if (!maps.defined()) maps = upsample_maps(per_finding, H, W);
-        write_heat_map(overlay_dir + "/" + file_safe(prompts[k].first) + "_" + file_safe(s.id) + ".png", s.image[0],
-                       maps[static_cast<int64_t>(k)], s.boxes, column[k], prompts[k].first);
+        if (!maps.defined()) maps = upsample_maps(per_finding, shape);
+        const std::string png = overlay_dir + "/" + file_safe(prompts[k].first) + "_" + file_safe(s.id) + ".png";
+        const auto kk = static_cast<int64_t>(k);
+        if (shape.size() == 3) {
+          // The axial slice that holds most of the target.
+          const int64_t z = targets[k].sum({1, 2}).argmax().item<int64_t>();
+          write_heat_map(png, s.image[0][z], maps[kk][z], targets[k][z], prompts[k].first + " (slice " + std::to_string(z) + ")");
+        } else if (s.lesion_masks.defined()) {
+          write_heat_map(png, s.image[0], maps[kk], targets[k], prompts[k].first);
+        } else {
+          write_heat_map(png, s.image[0], maps[kk], s.boxes, column[k], prompts[k].first);
+        }
       }
 #endif
     }
   }
   if (was_training) model->train();
-  MEDVLP_CHECK(boxed > 0, "localization: none of the ", dataset->size(), " evaluation cases has lesion boxes");
+  MEDVLP_CHECK(targeted > 0, "localization: none of the ", dataset->size(),
+               " evaluation cases has lesion boxes or lesion masks of a prompted finding");
   nlohmann::json per = nlohmann::json::object();
   nlohmann::json mean = {{"pointing_game", 0.0}, {"miou", 0.0}, {"mdice", 0.0}, {"cnr", 0.0}};
   std::vector<double> mean_iou(options.thresholds.size(), 0.0), mean_dice(options.thresholds.size(), 0.0);
@@ -399,7 +495,7 @@ nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset
   } else {
     mean = nullptr;
   }
-  return {{"findings", per}, {"mean", mean}, {"maps", mode}, {"boxed_cases", boxed}};
+  return {{"findings", per}, {"mean", mean}, {"maps", mode}, {"cases", targeted}};
 }
 
 }  // namespace medvlp::eval

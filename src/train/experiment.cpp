@@ -16,6 +16,7 @@
 #include "medvlp/losses/tag_loss.h"
 #include "medvlp/text/factory.h"
 #include "medvlp/text/sentencepiece_tokenizer.h"
+#include "medvlp/text/unicode.h"
 #include "medvlp/text/wordpiece.h"
 
 namespace medvlp::train {
@@ -369,8 +370,18 @@ nlohmann::json Experiment::evaluate(eval::Predictions* predictions, const std::s
                                     threshold_set, predictions);
   if (eval.localization.enabled) {
     std::vector<std::pair<std::string, std::vector<std::string>>> prompts;
-    for (const auto& p : eval.prompts)
-      if (p.anatomies.empty()) prompts.emplace_back(p.finding, p.positive);  // per-anatomy prompts name no place
+    for (const auto& p : eval.prompts) {
+      if (p.anatomies.empty()) {
+        prompts.emplace_back(p.finding, p.positive);
+        continue;
+      }
+      // A per-anatomy prompt stands for each of its anatomies: the finding's map is the mean over
+      // them, so that it does not say where to look.
+      std::vector<std::string> texts;
+      for (const auto& a : p.anatomies)
+        for (const auto& t : p.positive) texts.push_back(text::replace_all(t, "{anatomy}", a));
+      prompts.emplace_back(p.finding, texts);
+    }
     r["localization"] = eval::localize(model, eval_set, *tokenizer, prompts, eval.localization, eval.max_text_len,
                                        device, image_mean, image_std, overlay_dir);
   }

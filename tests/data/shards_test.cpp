@@ -49,6 +49,17 @@ TEST(Shards, RoundTripVolumesWithMasksSpacingAndReports) {
   write_shards(*source, dir.path() + "/half", o);
   const ShardDataset half(dir.path() + "/half");
   EXPECT_LT((half.get(4, 0).image - source->get(4, 0).image).abs().max().item<float>(), 5e-4);
+  // The test split's lesion masks (localization targets) are stored too; the training split has none.
+  EXPECT_FALSE(shards.get(0, 0).lesion_masks.defined());
+  const DatasetPtr test = build_dataset(config.root().at("data"), "test", false);
+  write_shards(*test, dir.path() + "/test", o);
+  const ShardDataset test_shards(dir.path() + "/test");
+  for (int64_t i = 0; i < 2; ++i) {
+    const Sample a = test->get(i, 0), b = test_shards.get(i, 0);
+    ASSERT_TRUE(a.lesion_masks.defined() && b.lesion_masks.defined());
+    EXPECT_EQ(b.lesion_masks.sizes(), (std::vector<int64_t>{8, 8, 16, 16}));
+    EXPECT_TRUE(a.lesion_masks.equal(b.lesion_masks)) << i;
+  }
 }
 
 TEST(Shards, BoxesAndTheDatasetConfig) {

@@ -2,6 +2,7 @@
 #include "medvlp/data/synthetic_ct.h"
 
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -94,6 +95,59 @@ TEST(SyntheticCt, FindingsAreDrawnInTheReportedOrgans) {
   EXPECT_GT(heart_with / n_with, 1.8 * heart_without / n_without) << "cardiomegaly should enlarge the heart ~1.3^3";
 }
 
+// The lesion masks mark where each present finding was painted, checked against the densities the
+// renderer writes (noise off): a nodule is 25 HU in a lung, a hepatic lesion 8 HU, a cyst 2 HU, an
+// enlarged organ is that organ. The training split's samples carry none; the test split's do.
+TEST(SyntheticCt, LesionMasksMarkThePaintedFindings) {
+  SyntheticCtOptions o;
+  o.noise_hu = 0;
+  const auto& names = ct_findings();
+  std::map<std::string, int> seen;
+  for (int64_t i = 0; i < 40; ++i) {
+    const CtCase c = render_ct_case(o, Split::kTest, i);
+    ASSERT_EQ(c.lesion_masks.sizes(), (std::vector<int64_t>{8, 32, 64, 64}));
+    const std::string report = c.report();
+    for (size_t k = 0; k < names.size(); ++k) {
+      const at::Tensor m = c.lesion_masks[static_cast<int64_t>(k)] > 0.5;
+      const bool present = c.truth[static_cast<int64_t>(k)].item<float>() > 0.5f;
+      EXPECT_EQ(present, m.any().item<bool>()) << names[k] << " in case " << i << ": " << report;
+      if (!present) continue;
+      ++seen[names[k]];
+      const at::Tensor hu = c.hu.masked_select(m);
+      const auto within = [&](double value) { return (hu - value).abs().lt(0.5).to(torch::kFloat).mean().item<double>(); };
+      if (names[k] == "hepatic lesion") {
+        EXPECT_GT(within(8), 0.95) << report;
+      }
+      if (names[k] == "kidney cyst") {
+        EXPECT_GT(within(2), 0.95) << report;
+      }
+      // Effusion (12 HU) may cover part of a nodule or consolidation in the same lung.
+      if (names[k] == "lung nodule") {
+        EXPECT_GT(within(25) + within(12), 0.95) << report;
+      }
+      if (names[k] == "consolidation") {
+        EXPECT_GT(within(-30) + within(12) + within(25), 0.95) << report;
+      }
+      if (names[k] == "pleural effusion") {
+        EXPECT_GT(within(12), 0.5) << report;
+      }
+      if (names[k] == "cardiomegaly") {
+        EXPECT_TRUE(m.equal(c.anatomy_masks[organ("heart")] > 0.5));
+      }
+      if (names[k] == "splenomegaly") {
+        EXPECT_TRUE(m.equal(c.anatomy_masks[organ("spleen")] > 0.5));
+      }
+      if (names[k] == "aortic aneurysm") {
+        EXPECT_TRUE(m.equal(c.anatomy_masks[organ("aorta")] > 0.5));
+      }
+    }
+  }
+  EXPECT_EQ(seen.size(), names.size()) << "40 cases should show every finding";
+  o.train_size = o.test_size = 2;
+  EXPECT_FALSE(SyntheticCtDataset(o, Split::kTrain).get(0, 0).lesion_masks.defined());
+  EXPECT_TRUE(SyntheticCtDataset(o, Split::kTest).get(0, 0).lesion_masks.defined());
+}
+
 TEST(SyntheticCt, ReportParserRecoversTheLabels) {
   const text::ReportParser parser(text::Lexicon::load(std::string(MEDVLP_SOURCE_DIR) + "/configs/lexicons/chest_ct.yaml"));
   SyntheticCtOptions o;
@@ -149,6 +203,56 @@ TEST(SyntheticCt, WritesNiftiAndManifestThatReadBackExactly) {
   EXPECT_EQ(s.image.sizes(), (std::vector<int64_t>{2, 16, 16, 16}));
   EXPECT_EQ(s.anatomy_masks.sizes(), (std::vector<int64_t>{9, 16, 16, 16}));
   EXPECT_EQ(s.spacing, (std::vector<double>{20, 20, 20}));
+}
+
+// Lesion masks travel through the manifest ("lesions": {finding: NIfTI}) and follow the transforms
+// as the anatomy masks do.
+TEST(SyntheticCt, ManifestLesionMasksReadBackAndFollowTransforms) {
+  testing_util::TempDir dir;
+  SyntheticCtOptions o;
+  o.size = {12, 24, 20};
+  o.test_size = 6;
+  EXPECT_EQ(write_synthetic_ct(o, Split::kTest, dir.path()), 6);
+  const ManifestDataset direct(dir.path() + "/manifest.jsonl", "test", {ct_findings(), ct_anatomies(), MissingPolicy::kFail, true});
+  const core::Config config = core::Config::parse(
+      "data: {name: manifest, manifest: " + dir.path() +
+          "/manifest.jsonl, findings: [lung nodule, pleural effusion, consolidation, cardiomegaly, aortic aneurysm, "
+          "hepatic lesion, kidney cyst, splenomegaly], transforms: [{name: resample, spacing: 20}, "
+          "{name: crop_pad, size: [16, 16, 16]}]}",
+      "test.yaml");
+  const DatasetPtr transformed = build_dataset(config.root().at("data"), "test");
+  int64_t with_lesions = 0;
+  for (int64_t i = 0; i < 6; ++i) {
+    const CtCase c = render_ct_case(o, Split::kTest, i);
+    const Sample s = direct.get(i, 0);
+    ASSERT_TRUE(s.lesion_masks.defined());
+    EXPECT_TRUE(s.lesion_masks.equal(c.lesion_masks)) << "case " << i;
+    with_lesions += c.truth.sum().item<float>() > 0;
+    const Sample t = transformed->get(i, 0);
+    ASSERT_EQ(t.lesion_masks.sizes(), (std::vector<int64_t>{8, 16, 16, 16}));
+    // Nearest-neighbour resampling keeps masks binary, and a finding's mask is empty after the
+    // transforms only if it was before.
+    EXPECT_TRUE(t.lesion_masks.eq(0).logical_or(t.lesion_masks.eq(1)).all().item<bool>());
+    for (int64_t k = 0; k < 8; ++k)
+      if (!c.lesion_masks[k].any().item<bool>()) {
+        EXPECT_FALSE(t.lesion_masks[k].any().item<bool>()) << k;
+      }
+  }
+  EXPECT_GT(with_lesions, 0);
+  // A lesion mask of the wrong shape is refused, naming the file.
+  std::ifstream in(dir.path() + "/manifest.jsonl");
+  std::string line;
+  std::getline(in, line);
+  nlohmann::json j = nlohmann::json::parse(line);
+  io::Volume small;
+  small.data = torch::zeros({4, 4, 4});
+  small.spacing = {1, 1, 1};
+  small.affine = io::diagonal_affine(small.spacing);
+  io::write_nifti(dir.path() + "/small.nii.gz", small, "int16");
+  j["lesions"] = {{"lung nodule", "small.nii.gz"}};
+  std::ofstream(dir.path() + "/bad.jsonl") << j.dump() << "\n";
+  const ManifestDataset bad(dir.path() + "/bad.jsonl", "test", {ct_findings(), {}, MissingPolicy::kFail, true});
+  EXPECT_ERROR_CONTAINS(bad.get(0, 0), "small.nii.gz: lesion mask of \"lung nodule\" has shape [4, 4, 4]");
 }
 
 TEST(SyntheticCt, ManifestSkipsOrFailsOnMissingAndCorruptVolumes) {

@@ -1,14 +1,18 @@
-// Localization metrics on constructed maps with known answers, upsampling against torch's
-// interpolate, and maps of a real model end to end (with overlays).
+// Localization metrics on constructed maps with known answers (2D and 3D), upsampling against
+// torch's interpolate and a closed form, and maps of a real model end to end on 2D boxes and 3D
+// lesion masks (with overlays).
 #include "medvlp/eval/localization.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <map>
 
 #include "../testing_util.h"
 #include "medvlp/core/config.h"
+#include "medvlp/data/sample.h"
+#include "medvlp/io/image.h"
 #include "medvlp/train/experiment.h"
 
 using namespace medvlp;
@@ -116,7 +120,7 @@ TEST(Localization, EvaluatesPhantomBoxesAndWritesOverlays) {
   ASSERT_TRUE(r.contains("localization")) << r.dump();
   const auto& loc = r["localization"];
   EXPECT_EQ(loc["maps"], "tokens");  // the model has local heads
-  EXPECT_GT(loc["boxed_cases"].get<int64_t>(), 0);
+  EXPECT_GT(loc["cases"].get<int64_t>(), 0);
   ASSERT_FALSE(loc["findings"].empty());
   for (auto it = loc["findings"].begin(); it != loc["findings"].end(); ++it) {
     EXPECT_GE((*it)["pointing_game"].get<double>(), 0.0);
@@ -171,4 +175,99 @@ TEST(Localization, TokenMapsAverageTheWordsWithoutTheSpecials) {
       EXPECT_TRUE(torch::allclose(sim[b][t], want, 1e-5, 1e-6)) << "image " << b << " text " << t;
     }
   }
+}
+
+// Volumes: score_map is shape-agnostic (a map equal to the target scores 1, a flat one chance), and
+// trilinear upsampling with half-voxel centres has a closed form on a ramp along depth.
+TEST(Localization, ScoresVolumesAndUpsamplesTrilinearly) {
+  at::Tensor target = torch::zeros({6, 8, 8}, torch::kUInt8);
+  target.slice(0, 1, 3).slice(1, 2, 5).slice(2, 4, 8).fill_(1);  // 2 x 3 x 4 = 24 of 384 voxels
+  const eval::MapScores exact = eval::score_map(target.to(torch::kFloat), target, kThresholds);
+  EXPECT_DOUBLE_EQ(exact.pointing, 1.0);
+  for (double v : exact.iou) EXPECT_DOUBLE_EQ(v, 1.0);
+  const eval::MapScores flat = eval::score_map(torch::full({6, 8, 8}, 0.3f), target, kThresholds);
+  EXPECT_DOUBLE_EQ(flat.pointing, 24.0 / 384.0);
+  // Depth ramp 0, 1 over two slices, upsampled to 4: source coordinates (z + 0.5) / 2 - 0.5 clamped
+  // to [0, 1] give 0, 0.25, 0.75, 1, already spanning [0, 1].
+  const at::Tensor ramp = torch::tensor({0.f, 1.f}).view({1, 2, 1, 1}).expand({1, 2, 3, 3}).contiguous();
+  const at::Tensor up = eval::upsample_maps(ramp, {4, 6, 5});
+  ASSERT_EQ(up.sizes(), (std::vector<int64_t>{1, 4, 6, 5}));
+  const std::vector<float> want = {0.f, 0.25f, 0.75f, 1.f};
+  for (int64_t z = 0; z < 4; ++z) EXPECT_TRUE(torch::allclose(up[0][z], torch::full({6, 5}, want[z]))) << z;
+  EXPECT_ERROR_CONTAINS(eval::upsample_maps(ramp, {4, 6}), "a size of as many axes");
+}
+
+namespace {
+// A tiny 3D ViT on 16 x 32 x 32 CT phantoms, untrained; CT phantoms' test split carries lesion masks.
+const char* kCtLocConfig = R"(
+seed: 2
+device: cpu
+data:
+  name: synthetic_ct
+  size: [16, 32, 32]
+  train_size: 8
+  val_size: 2
+  test_size: 12
+  workers: 1
+  image_mean: 0.4
+  image_std: 0.35
+  transforms: [{name: window, windows: [lung, abdomen]}]
+text: {vocab_size: 120, train_reports: 8, max_len: 32}
+model:
+  embed_dim: 16
+  image: {name: vit3d, image_size: [16, 32, 32], patch_size: [8, 8, 8], in_channels: 2, dim: 16, depth: 1, heads: 2}
+  text: {name: small_transformer, dim: 16, layers: 1, heads: 2, ff_dim: 32, max_len: 32}
+losses: [{name: clip}]
+train: {steps: 1, batch_size: 4}
+eval:
+  bootstrap: 0
+  localization: {overlays: 1}
+  prompts:
+    hepatic lesion: {positive: [a hypodense lesion in the liver.], negative: [the liver is unremarkable.]}
+    kidney cyst: {positive: [a simple cyst in the right kidney.], negative: [the kidneys are unremarkable.]}
+)";
+}  // namespace
+
+// 3D localization end to end: every test case with a prompted finding is scored against its lesion
+// mask (counted from the phantoms' ground truth), and the overlays show an axial slice.
+TEST(Localization, EvaluatesCtPhantomLesionMasksIn3D) {
+  testing_util::TempDir dir;
+  train::Experiment e = train::Experiment::build(core::Config::parse(kCtLocConfig, "ct_loc.yaml"), dir.path() + "/run");
+  const nlohmann::json r = e.evaluate(nullptr, dir.path() + "/maps");
+  ASSERT_TRUE(r.contains("localization")) << r.dump();
+  const auto& loc = r["localization"];
+  EXPECT_EQ(loc["maps"], "embedding");
+  // The configured prompts add to "<finding>." prompts for the findings they leave out.
+  std::vector<std::string> prompted;
+  for (auto it = loc["findings"].begin(); it != loc["findings"].end(); ++it) prompted.push_back(it.key());
+  EXPECT_GE(prompted.size(), 6u);
+  const auto& names = e.eval_set->findings();
+  int64_t cases = 0;
+  std::map<std::string, int64_t> per;
+  for (int64_t i = 0; i < e.eval_set->size(); ++i) {
+    const data::Sample s = e.eval_set->get(i, 0);
+    bool any = false;
+    for (const auto& f : prompted) {
+      const int64_t k = std::find(names.begin(), names.end(), f) - names.begin();
+      if (s.truth[k].item<float>() > 0.5f) ++per[f], any = true;
+    }
+    cases += any;
+  }
+  ASSERT_GT(cases, 0);
+  EXPECT_EQ(loc["cases"].get<int64_t>(), cases);
+  for (const auto& [f, n] : per) {
+    ASSERT_TRUE(loc["findings"].contains(f)) << loc.dump();
+    EXPECT_EQ(loc["findings"][f]["cases"].get<int64_t>(), n) << f;
+    const double p = loc["findings"][f]["pointing_game"].get<double>();
+    EXPECT_GE(p, 0.0);
+    EXPECT_LE(p, 1.0);
+  }
+  int pngs = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir.path() + "/maps")) {
+    if (f.path().extension() != ".png") continue;
+    ++pngs;
+    const at::Tensor png = io::read_image(f.path().string());
+    EXPECT_EQ(png.size(1), 256) << f.path();  // one 32 x 32 axial slice, enlarged 8 times
+  }
+  EXPECT_EQ(pngs, static_cast<int>(per.size()));
 }

@@ -23,6 +23,10 @@ struct ManifestEntry {
   std::string report_path;           // read when loaded and appended to `report` (MIMIC-CXR's text files)
   std::vector<float> labels, truth;  // [K] in Options::findings order, or empty (labels: all -1)
   std::vector<Box> boxes;            // in the image file's pixel coordinates
+  // (finding, mask file) from "lesions"; with the key present, even empty, the sample carries lesion
+  // masks (all zero for findings without a file).
+  std::vector<std::pair<int64_t, std::string>> lesion_paths;
+  bool has_lesions = false;
   // Volume corrections from a dataset's metadata table (CT-RATE): voxel size along (d,h,w) replacing
   // the header's, and a rescale applied to the stored values.
   std::vector<double> spacing;
@@ -38,8 +42,10 @@ std::optional<ManifestEntry> parse_manifest_line(const std::string& line, const 
                                                  const std::vector<std::string>& findings, bool read_masks);
 
 /// Reads `{"id", "image", "report", "labels": {finding: 1|0|-1}, "split"}` lines, optionally with
-/// "patient_id", "truth" (like labels), "boxes" ([{"finding", "box": [x0,y0,x1,y1]}]) and "mask" (a NIfTI label map for volumes: value a + 1 marks
-/// anatomy a of `anatomies`). Paths are relative to the manifest's folder; lines of other splits are
+/// "patient_id", "truth" (like labels), "boxes" ([{"finding", "box": [x0,y0,x1,y1]}]), "lesions"
+/// ({finding: path}: a binary mask of that finding's lesions with the image's shape, NIfTI for
+/// volumes and an image file for 2D; Sample::lesion_masks) and "mask" (a NIfTI label map for volumes: value a + 1 marks
+/// anatomy a of `anatomies`). Boxes and lesions of findings not configured are ignored. Paths are relative to the manifest's folder; lines of other splits are
 /// ignored. "image" may be a 2D image (PNG, JPEG, DICOM: [1,H,W] in [0,1]), a NIfTI volume or a folder
 /// of CT slices ([1,D,H,W] in the file's units, e.g. HU, with spacing; reoriented to RAS+ unless
 /// `canonical` is false).

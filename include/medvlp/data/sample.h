@@ -27,6 +27,10 @@ struct Sample {
   at::Tensor truth;           // [K] float, image ground truth where known (synthetic data), else undefined
   at::Tensor anatomy_masks;   // [A,H,W] or [A,D,H,W] float in {0,1}, or undefined
   std::vector<Box> boxes;
+  /// [K,H,W] or [K,D,H,W] float {0,1}, one channel per finding: its lesions' pixels/voxels where
+  /// known (the CT phantoms' evaluation splits, a manifest's "lesions"), all zero for a finding
+  /// without one; undefined otherwise. Localization scores maps against these before any boxes.
+  at::Tensor lesion_masks;
 };
 
 /// A collated batch. Fields a dataset cannot fill stay undefined/empty.

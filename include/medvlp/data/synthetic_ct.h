@@ -36,6 +36,10 @@ struct SyntheticCtOptions {
 struct CtCase {
   at::Tensor hu;              // [D,H,W] float, Hounsfield units
   at::Tensor anatomy_masks;   // [9,D,H,W] float {0,1}; undefined without with_masks
+  // [8,D,H,W] float {0,1}, in ct_findings() order: the voxels each present finding was painted into
+  // (the organ itself for cardiomegaly, aortic aneurysm and splenomegaly), zero for absent ones;
+  // undefined without with_masks. The targets of 3D localization.
+  at::Tensor lesion_masks;
   at::Tensor truth;           // [8] float {0,1}
   std::array<double, 3> spacing{};  // mm along (D,H,W)
   std::vector<std::pair<std::string, std::string>> anatomy_sentences;  // (anatomy, sentence) in report order

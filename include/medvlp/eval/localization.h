@@ -1,7 +1,7 @@
 #pragma once
 // Localization without boxes (AFLoc's evaluation): each finding's prompt gives a similarity map over
-// the image patches, upsampled to the image, normalized per image, and scored against the lesion
-// boxes: pointing game, IoU and Dice at thresholds, contrast-to-noise ratio.
+// the image patches, upsampled to the image or volume, normalized per image, and scored against the
+// lesion masks (2D or 3D) or boxes (2D): pointing game, IoU and Dice at thresholds, contrast-to-noise ratio.
 
 #include <cstdint>
 #include <string>
@@ -28,13 +28,15 @@ struct MapScores {
 /// Bilinear upsampling (half-pixel centres, as torch's align_corners=false) of maps [K,h,w] to
 /// [K,height,width], each then min-max normalized to [0,1]; a flat map becomes all zeros.
 at::Tensor upsample_maps(const at::Tensor& maps, int64_t height, int64_t width);
+/// The same for maps [K,h,w] or [K,d,h,w] and a size of as many axes (trilinear in 3D).
+at::Tensor upsample_maps(const at::Tensor& maps, const std::vector<int64_t>& size);
 
 /// The union of `finding`'s boxes as a 0/1 byte mask [height,width]; box edges are rounded to pixels
 /// (x0,y0 inclusive, x1,y1 exclusive) and clipped to the image.
 at::Tensor box_mask(const std::vector<data::Box>& boxes, int64_t finding, int64_t height, int64_t width);
 
-/// Scores a normalized map [H,W] against a target mask [H,W] (bytes, bool, or float > 0.5) with at
-/// least one pixel.
+/// Scores a normalized map against a target mask of its shape ([H,W] or [D,H,W]; bytes, bool, or
+/// float > 0.5) with at least one pixel.
 MapScores score_map(const at::Tensor& map, const at::Tensor& target, const std::vector<double>& thresholds);
 
 /// score_map() for every map of one image at once: `maps` [K,h,w] (patch grids) are upsampled as
@@ -49,6 +51,31 @@ std::vector<MapScores> score_grid_maps(const at::Tensor& maps, const std::vector
 /// under 256 pixels are enlarged. medvlp::Error in a build without OpenCV.
 void write_heat_map(const std::string& path, const at::Tensor& image, const at::Tensor& map,
                     const std::vector<data::Box>& boxes, int64_t finding, const std::string& label);
+/// The same with the outline of a target mask [H,W] (undefined: none) instead of boxes.
+void write_heat_map(const std::string& path, const at::Tensor& image, const at::Tensor& map, const at::Tensor& target,
+                    const std::string& label);
+
+/// Each finding's similarity map over the patches of one image: the mean over the finding's prompts
+/// of VlpModel::patch_similarity (`mode` "tokens" or "embedding"; "auto" picks as
+/// LocalizationOptions::maps does). The prompts are tokenized once, at construction.
+class FindingMaps {
+ public:
+  FindingMaps(models::VlpModel model, const text::Tokenizer& tokenizer,
+              const std::vector<std::pair<std::string, std::vector<std::string>>>& prompts, int64_t max_text_len,
+              const c10::Device& device, const std::string& mode);
+  /// `image` [C,H,W] or [C,D,H,W], already normalized, on any device -> [K,h,w] or [K,d,h,w] on the CPU.
+  at::Tensor operator()(const at::Tensor& image) const;
+  const std::string& mode() const { return mode_; }
+
+ private:
+  mutable models::VlpModel model_;  // forward() is not const
+  c10::Device device_;
+  std::string mode_;
+  at::Tensor ids_, mask_, weights_;  // weights_ [K,T]: each finding's mean over its prompts
+};
+
+/// `s` with every character but letters, digits, '-' and '.' replaced by '_': the names of heat-map files.
+std::string file_safe(const std::string& s);
 
 /// Settings of the `eval.localization` section.
 struct LocalizationOptions {
@@ -59,14 +86,16 @@ struct LocalizationOptions {
   /// local heads (model.local_dim), else embedding.
   std::string maps = "auto";
   std::vector<double> thresholds = {0.1, 0.2, 0.3, 0.4, 0.5};
-  int64_t overlays = 4;  // heat-map PNGs written for the first N boxed cases of each finding
+  int64_t overlays = 4;  // heat-map PNGs for the first N cases of each finding (3D: the slice with most of the target)
 };
 
-/// Localization of `dataset`'s boxed findings with one positive prompt set per finding (the mean
-/// of each prompt's map). Returns {"findings": {f: {"cases", "pointing_game", "iou": {t: v},
-/// "dice": {t: v}, "miou", "mdice", "cnr"}}, "mean": {...}, "maps": mode}; with `overlay_dir`,
-/// heat-map overlays (image, map, box outlines) go there as <finding>_<id>.png.
-/// medvlp::Error when the dataset has no boxes or a prompt names no finding of it.
+/// Localization of `dataset`'s findings with one positive prompt set per finding (the mean of each
+/// prompt's map), scored where a case has a target for the finding: its lesion mask
+/// (Sample::lesion_masks, 2D or 3D) when the sample carries masks, else its boxes (2D). Returns
+/// {"findings": {f: {"cases", "pointing_game", "iou": {t: v}, "dice": {t: v}, "miou", "mdice",
+/// "cnr"}}, "mean": {...}, "maps": mode, "cases": cases with a target}; with `overlay_dir`,
+/// heat-map overlays (image or axial slice, map, target outlines) go there as <finding>_<id>.png.
+/// medvlp::Error when no case has a target or a prompt names no finding of the dataset.
 nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset, const text::Tokenizer& tokenizer,
                         const std::vector<std::pair<std::string, std::vector<std::string>>>& prompts,
                         const LocalizationOptions& options, int64_t max_text_len, const c10::Device& device,
