@@ -416,15 +416,20 @@ nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset
     if (std::none_of(targets.begin(), targets.end(), [](const at::Tensor& t) { return t.defined(); })) continue;
     ++targeted;
     const at::Tensor per_finding = finding_maps((s.image - image_mean) / image_std);  // [K,(d,)h,w]
-    at::Tensor maps;  // upsampled: for 3D scoring and for the overlays
+    // One finding's map upsampled at a time: a CT volume's stack of them would take gigabytes.
+    const auto upsampled = [&](size_t k) { return upsample_maps(per_finding.narrow(0, static_cast<int64_t>(k), 1), shape)[0]; };
     std::vector<MapScores> scores(prompts.size());
+    std::vector<at::Tensor> maps(prompts.size());  // upsampled volumes, kept for their overlays
     if (shape.size() == 2) {
       scores = score_grid_maps(per_finding, targets, shape[0], shape[1], options.thresholds);
     } else {
       MEDVLP_CHECK(torch::isfinite(per_finding).all().item<bool>(), "localization: a similarity map holds NaN or infinity");
-      maps = upsample_maps(per_finding, shape);
-      for (size_t k = 0; k < prompts.size(); ++k)
-        if (targets[k].defined()) scores[k] = score_map(maps[static_cast<int64_t>(k)], targets[k], options.thresholds);
+      for (size_t k = 0; k < prompts.size(); ++k) {
+        if (!targets[k].defined()) continue;
+        const at::Tensor map = upsampled(k);
+        scores[k] = score_map(map, targets[k], options.thresholds);
+        if (!overlay_dir.empty() && acc[k].overlays < options.overlays) maps[k] = map;
+      }
     }
     for (size_t k = 0; k < prompts.size(); ++k) {
       if (!targets[k].defined()) continue;
@@ -437,17 +442,16 @@ nlohmann::json localize(models::VlpModel& model, const data::DatasetPtr& dataset
 #if MEDVLP_WITH_OPENCV
       if (!overlay_dir.empty() && a.overlays < options.overlays) {
         ++a.overlays;
-        if (!maps.defined()) maps = upsample_maps(per_finding, shape);
+        const at::Tensor map = maps[k].defined() ? maps[k] : upsampled(k);
         const std::string png = overlay_dir + "/" + file_safe(prompts[k].first) + "_" + file_safe(s.id) + ".png";
-        const auto kk = static_cast<int64_t>(k);
         if (shape.size() == 3) {
           // The axial slice that holds most of the target.
           const int64_t z = targets[k].sum({1, 2}).argmax().item<int64_t>();
-          write_heat_map(png, s.image[0][z], maps[kk][z], targets[k][z], prompts[k].first + " (slice " + std::to_string(z) + ")");
+          write_heat_map(png, s.image[0][z], map[z], targets[k][z], prompts[k].first + " (slice " + std::to_string(z) + ")");
         } else if (s.lesion_masks.defined()) {
-          write_heat_map(png, s.image[0], maps[kk], targets[k], prompts[k].first);
+          write_heat_map(png, s.image[0], map, targets[k], prompts[k].first);
         } else {
-          write_heat_map(png, s.image[0], maps[kk], s.boxes, column[k], prompts[k].first);
+          write_heat_map(png, s.image[0], map, s.boxes, column[k], prompts[k].first);
         }
       }
 #endif
