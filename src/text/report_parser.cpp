@@ -25,7 +25,7 @@ namespace {
 constexpr int kWindow = 40;
 
 enum class Kind : uint8_t {
-  kPreNeg, kPostNeg, kPreUnc, kPostUnc, kBothUnc, kPseudo, kTerminator, kVerb,
+  kPreNeg, kPostNeg, kPreUnc, kPostUnc, kBothUnc, kPseudo, kTerminator, kVerb, kCausal,
   kFinding, kLicensed, kAnatomy, kNormal, kSeverity, kChange, kLaterality, kUnit
 };
 
@@ -208,7 +208,8 @@ std::shared_ptr<const CueSet> CueSet::load(const std::string& path) {
   return detail::with_named_yaml_errors(path, [&]() -> std::shared_ptr<const CueSet> {
     const YamlFile f = read_yaml(path);
     check_keys(f, f.root, "", {"pre_negation", "post_negation", "pre_uncertainty", "post_uncertainty", "uncertainty_both",
-                               "pseudo", "terminators", "clause_verbs", "severity", "change", "laterality", "size_units"});
+                               "pseudo", "terminators", "causal_terminators", "clause_verbs", "severity", "change", "laterality",
+                               "size_units"});
     std::shared_ptr<CueSet> cues(new CueSet());
     Impl& m = *cues->impl_;
     m.path = path;
@@ -216,6 +217,12 @@ std::shared_ptr<const CueSet> CueSet::load(const std::string& path) {
         {"pre_negation", Kind::kPreNeg}, {"post_negation", Kind::kPostNeg}, {"pre_uncertainty", Kind::kPreUnc},
         {"post_uncertainty", Kind::kPostUnc}, {"uncertainty_both", Kind::kBothUnc}, {"pseudo", Kind::kPseudo},
         {"terminators", Kind::kTerminator}, {"clause_verbs", Kind::kVerb}};
+    // Causal links end clauses and negations like any terminator; an uncertainty runs on through
+    // them, so that "may be due to edema" hedges the edema.
+    for (const auto& p : string_list(f, f.root["causal_terminators"], "causal_terminators")) {
+      m.table.add(phrase_tokens(p), {Kind::kTerminator, 0});
+      m.table.add(phrase_tokens(p), {Kind::kCausal, 0});
+    }
     for (const auto& [key, kind] : lists) {
       const auto phrases = string_list(f, f.root[key], key);
       MEDVLP_CHECK(!phrases.empty() || (kind != Kind::kPreNeg && kind != Kind::kTerminator), path, ": ", key,
@@ -442,6 +449,7 @@ struct Analysis {
   std::vector<Token> tokens;
   std::vector<Match> cue_matches, lex_matches;
   std::vector<char> terminator;  // per token
+  std::vector<char> causal;      // a terminator that uncertainty scopes run through
   std::vector<char> verb;
   std::vector<char> pre_cue;  // a negation/uncertainty pre-cue starts at this token
 };
@@ -492,11 +500,22 @@ std::vector<Decision> decide(std::string_view sentence, const Analysis& a, const
     const std::string cue = span_text(sentence, a.tokens, c.begin, c.end);
     size_t pre_end = c.end;
     if (neg_pre || unc_pre) {
+      auto next_target = std::lower_bound(targets.begin(), targets.end(), std::make_pair(c.end, size_t{0}));
+      bool covered_one = false;  // a finding lies between the cue and pre_end
       for (; pre_end < a.tokens.size() && pre_end < c.end + kWindow; ++pre_end) {
+        for (; next_target != targets.end() && next_target->first < pre_end; ++next_target) covered_one = true;
+        // A hedge runs on through a causal link ("may be due to edema"); a negation stops there.
+        if (a.terminator[pre_end] && !(unc_pre && !neg_pre && a.causal[pre_end])) break;
         // A clause verb after the cue's first words closes it: "no effusion | and the heart is enlarged".
-        if (a.terminator[pre_end] || (pre_end > c.end && a.verb[pre_end])) break;
-        // ", possible ..." / ", no ...": a new cue after a comma starts its own scope.
+        if (pre_end > c.end && a.verb[pre_end]) break;
+        // A new cue starts its own scope: "no effusion no pneumothorax", ", possible ...".
+        if (pre_end > c.end && a.pre_cue[pre_end]) break;
         if (a.tokens[pre_end].text == "," && pre_end + 1 < a.tokens.size() && a.pre_cue[pre_end + 1]) break;
+        // A negation ends at a "with" after a finding, which brings in another one: "no cardiomegaly |
+        // with small effusions" (not "consistent with", which names the same one).
+        if (neg_pre && covered_one && a.tokens[pre_end].text == "with" && a.tokens[pre_end - 1].text != "consistent" &&
+            a.tokens[pre_end - 1].text != "compatible")
+          break;
       }
     }
     size_t post_begin = c.begin;
@@ -534,12 +553,15 @@ Analysis analyse(const CueSet::Impl& cues, std::string_view sentence) {
   a.tokens = tokenize(sentence);
   a.cue_matches = segment(cues.table, a.tokens);
   a.terminator.assign(a.tokens.size(), 0);
+  a.causal.assign(a.tokens.size(), 0);
   a.verb.assign(a.tokens.size(), 0);
   a.pre_cue.assign(a.tokens.size(), 0);
   for (const Match& m : a.cue_matches) {
     if (has(*m.entries, Kind::kPreNeg) || has(*m.entries, Kind::kPreUnc) || has(*m.entries, Kind::kBothUnc)) a.pre_cue[m.begin] = 1;
     if (has(*m.entries, Kind::kTerminator))
       for (size_t k = m.begin; k < m.end; ++k) a.terminator[k] = 1;
+    if (has(*m.entries, Kind::kCausal))
+      for (size_t k = m.begin; k < m.end; ++k) a.causal[k] = 1;
     if (has(*m.entries, Kind::kVerb))
       for (size_t k = m.begin; k < m.end; ++k) a.verb[k] = 1;
   }

@@ -153,6 +153,43 @@ TEST(Parser, OneWordNamesDifferentFindingsByAnatomy) {
   EXPECT_EQ(p.triplets[2].finding, "splenomegaly");
 }
 
+// The sentences of real reports that issue 19 lists as misparsed, each with what the CheXpert and
+// NegBio labelers make of it: every finding the sentence names, with its existence.
+TEST(Parser, NegationChainsHedgesAndLimitsOfRealReports) {
+  using E = Existence;
+  const std::vector<std::pair<std::string, std::vector<std::pair<std::string, E>>>> cases = {
+      // Negation chains without punctuation: each "no" negates what follows it.
+      {"No effusions no pneumothorax.", {{"pleural effusion", E::kAbsent}, {"pneumothorax", E::kAbsent}}},
+      {"No large pleural effusion no pneumothorax.", {{"pleural effusion", E::kAbsent}, {"pneumothorax", E::kAbsent}}},
+      // Hedges over lists and through causal links; the finding they explain stays present.
+      {"Opacities may be secondary to crowding, infiltrates or pulmonary edema.",
+       {{"lung opacity", E::kPresent}, {"lung opacity", E::kUncertain}, {"edema", E::kUncertain}}},
+      {"This could be due to edema superimposed on emphysema.", {{"edema", E::kUncertain}, {"emphysema", E::kUncertain}}},
+      {"The differential diagnosis includes pneumonia, atelectasis or aspiration.",
+       {{"pneumonia", E::kUncertain}, {"atelectasis", E::kUncertain}}},
+      {"Question small right pleural effusion.", {{"pleural effusion", E::kUncertain}}},
+      {"There may also be small bilateral pleural effusion.", {{"pleural effusion", E::kUncertain}}},
+      // Limits of the examination, and a negation after "but".
+      {"Evaluation for pneumothorax is limited on this supine radiograph.", {{"pneumothorax", E::kUncertain}}},
+      {"The heart is enlarged but no large pleural effusion seen.", {{"cardiomegaly", E::kPresent}, {"pleural effusion", E::kAbsent}}},
+      // Another organ's effusion.
+      {"Small pericardial effusion.", {{"pericardial effusion", E::kPresent}}},
+      // A negation does not carry across "with" to the next finding, but does across "consistent with".
+      {"No cardiomegaly with bilateral small pleural effusions.", {{"cardiomegaly", E::kAbsent}, {"pleural effusion", E::kPresent}}},
+      {"No opacity consistent with pneumonia.", {{"lung opacity", E::kAbsent}, {"pneumonia", E::kAbsent}}},
+      // Causal links still end a negation.
+      {"No pneumothorax due to the line placement.", {{"pneumothorax", E::kAbsent}}},
+  };
+  for (const auto& [sentence, want] : cases) {
+    const auto p = cxr().parse(sentence);
+    std::vector<std::pair<std::string, E>> got;
+    for (const auto& t : p.triplets) got.emplace_back(t.finding, t.existence);
+    std::string shown;
+    for (const auto& [f, e] : got) shown += " " + f + "=" + std::string(existence_name(e));
+    EXPECT_EQ(got, want) << sentence << " ->" << shown;
+  }
+}
+
 TEST(Parser, MalformedAndHugeInputs) {
   EXPECT_ERROR_CONTAINS(cxr().parse("No effusion.\xC3", "case-7"), "report case-7: invalid UTF-8 at byte 12");
   const auto empty = cxr().parse("");
