@@ -309,14 +309,19 @@ DatasetPtr make_vindr_cxr(const core::ConfigNode& node, const std::string& split
   // The label names are the image-label table's columns; read them before validating `findings`.
   const std::string root = node.get_string("root");
   const io::CsvTable t = io::read_csv(find_table(root + "/annotations", {"image_labels_" + part + ".csv"}));
+  // The training table says "Other diseases" where the test table says "Other disease": one name
+  // for both, so that a findings list and the label vectors agree across splits.
+  const auto canonical = [](const std::string& h) { return h == "Other disease" ? std::string("Other diseases") : h; };
   std::vector<std::string> known;
   for (const auto& h : t.header)
-    if (h != "image_id" && h != "rad_id" && h != "No finding") known.push_back(h);
+    if (h != "image_id" && h != "rad_id" && h != "No finding") known.push_back(canonical(h));
   Common c = read_common(node, known, 0.1, 0);
   const std::string vote = node.get_choice("vote", "majority", {"majority", "any"});
   const size_t image = t.column("image_id");
   std::vector<size_t> cols;
-  for (const auto& f : c.findings) cols.push_back(t.column(f));
+  for (const auto& f : c.findings)
+    for (size_t h = 0; h < t.header.size(); ++h)
+      if (canonical(t.header[h]) == f) cols.push_back(h);
   // Training images have one row per radiologist (three); test images one consensus row.
   std::map<std::string, std::pair<std::vector<int>, int>> votes;  // image -> (positive votes, raters)
   std::vector<std::string> order;

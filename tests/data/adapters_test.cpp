@@ -269,7 +269,7 @@ TEST(Adapters, VinDrCxr) {
       "Aortic enlargement,Atelectasis,Calcification,Cardiomegaly,Clavicle fracture,Consolidation,Edema,Emphysema,"
       "Enlarged PA,ILD,Infiltration,Lung Opacity,Lung cavity,Lung cyst,Mediastinal shift,Nodule/Mass,Pleural effusion,"
       "Pleural thickening,Pneumothorax,Pulmonary fibrosis,Rib fracture,Other lesion,COPD,Lung tumor,Pneumonia,"
-      "Tuberculosis,Other disease,No finding";
+      "Tuberculosis,Other diseases,No finding";
   auto row = [](const std::string& id, const std::string& rad, std::vector<int> on) {
     std::string s = id + (rad.empty() ? "" : "," + rad);
     for (int k = 0; k < 28; ++k) s += std::find(on.begin(), on.end(), k) != on.end() ? ",1" : ",0";
@@ -278,7 +278,10 @@ TEST(Adapters, VinDrCxr) {
   write_text(r + "/annotations/image_labels_train.csv",
              "image_id,rad_id," + labels + "\n" + row("img1", "R8", {3}) + row("img1", "R9", {3, 16}) +
                  row("img1", "R10", {3}) + row("img2", "R8", {27}) + row("img2", "R9", {27}) + row("img2", "R10", {27}));
-  write_text(r + "/annotations/image_labels_test.csv", "image_id," + labels + "\n" + row("img3", "", {16}));
+  // The published test table spells one column differently ("Other disease").
+  std::string test_labels = labels;
+  test_labels.replace(test_labels.find("Other diseases"), 14, "Other disease");
+  write_text(r + "/annotations/image_labels_test.csv", "image_id," + test_labels + "\n" + row("img3", "", {16, 26}));
   write_text(r + "/annotations/annotations_train.csv",
              "image_id,rad_id,class_name,x_min,y_min,x_max,y_max\n"
              "img1,R8,Cardiomegaly,691.0,1375.0,1653.0,1831.0\n"
@@ -299,6 +302,12 @@ TEST(Adapters, VinDrCxr) {
   EXPECT_EQ(s.boxes.size(), 2u);
   EXPECT_TRUE(build(cfg + ", vote: any}", "train")->get(0, 0).labels.equal(torch::tensor({1.f, 1.f})));
   EXPECT_TRUE(build(cfg + "}", "test")->get(0, 0).labels.equal(torch::tensor({0.f, 1.f})));
+  // One name for the column both tables spell differently: the same findings list reads both splits.
+  const std::string other = "data: {name: vindr_cxr, root: " + r + ", val_fraction: 0, findings: [Pleural effusion, Other diseases]}";
+  EXPECT_TRUE(build(other, "test")->get(0, 0).labels.equal(torch::tensor({1.f, 1.f})));
+  EXPECT_TRUE(build(other, "train")->get(1, 0).labels.equal(torch::tensor({0.f, 0.f})));
+  EXPECT_EQ(build(cfg.substr(0, cfg.find(", findings")) + "}", "test")->findings(),
+            build(cfg.substr(0, cfg.find(", findings")) + "}", "train")->findings());
   EXPECT_EQ(s.image.sizes(), (std::vector<int64_t>{1, 16, 16}));
 }
 
