@@ -168,7 +168,9 @@ DatasetPtr make_chexpert(const core::ConfigNode& node, const std::string& split_
   const auto views = node.get_strings("views", {"Frontal"});
   std::string table = c.root + (split == "train" ? "/train.csv" : split == "val" ? "/valid.csv" : "/test.csv");
   if (split == "test" && !io::path_exists(table)) {
-    core::log_info("chexpert: ", table, " not found; the test split reads valid.csv");
+    core::log_warn("chexpert: ", table, " not found; the test split reads valid.csv, so the val and test splits are the "
+                   "same images and test figures are not held out (validation picked thresholds and checkpoints on "
+                   "them); put the CheXpert test set's test.csv beside valid.csv for held-out figures");
     table = c.root + "/valid.csv";
   }
   const io::CsvTable t = io::read_csv(table);
@@ -177,9 +179,18 @@ DatasetPtr make_chexpert(const core::ConfigNode& node, const std::string& split_
   const auto slot = label_slots(c.findings, chexpert_findings());
   std::vector<int64_t> cols;
   for (const auto& f : chexpert_findings()) cols.push_back(t.find_column(f));
-  // Paths start with the dataset folder's own name ("CheXpert-v1.0-small/train/patient00001/...").
-  const std::filesystem::path root(c.root);
-  const std::string parent = root.has_parent_path() ? root.parent_path().string() : ".";
+  // Paths start with the folder name the archive unpacks to ("CheXpert-v1.0-small/train/patient00001/..."),
+  // which need not be `root`'s name: the part from train/, valid/ or test/ on is taken under `root`.
+  const auto under_root = [](const std::string& p) {
+    const auto first = p.find('/');
+    if (first == std::string::npos) return p;
+    const std::string head = p.substr(0, first);
+    if (head == "train" || head == "valid" || head == "test") return p;
+    const std::string rest = p.substr(first + 1);
+    for (const char* part : {"train/", "valid/", "test/"})
+      if (rest.rfind(part, 0) == 0) return rest;
+    return p;
+  };
   std::vector<ManifestEntry> entries;
   for (size_t i = 0; i < t.rows.size(); ++i) {
     const auto& r = t.rows[i];
@@ -187,9 +198,7 @@ DatasetPtr make_chexpert(const core::ConfigNode& node, const std::string& split_
     ManifestEntry e;
     e.where = t.path + ":" + std::to_string(t.lines[i]);
     const std::string& p = r[path];
-    const auto first = p.find('/');
-    const bool prefixed = first != std::string::npos && p.substr(0, first) == root.filename().string();
-    e.image_path = prefixed ? parent + "/" + p : c.root + "/" + p;
+    e.image_path = c.root + "/" + under_root(p);
     e.id = p;
     const auto pat = p.find("patient");
     e.patient_id = pat == std::string::npos ? p : p.substr(pat, p.find('/', pat) - pat);

@@ -169,6 +169,11 @@ TEST(Adapters, CheXpert) {
   const DatasetPtr test = build(cfg + "}", "test");  // no test.csv: valid.csv
   ASSERT_EQ(test->size(), 1);
   EXPECT_TRUE(test->get(0, 0).labels.equal(torch::tensor({0.f, 1.f, 0.f})));
+  // A copy under another folder name: the CSV paths still begin with "CheXpert-v1.0-small/".
+  std::filesystem::copy(r, dir.path() + "/chexpert-copy", std::filesystem::copy_options::recursive);
+  const DatasetPtr moved = build("data: {name: chexpert, root: " + dir.path() + "/chexpert-copy, findings: [Edema]}", "train");
+  ASSERT_EQ(moved->size(), 2);
+  EXPECT_EQ(moved->get(0, 0).image.sizes(), s.image.sizes());
 }
 
 TEST(Adapters, NihChestXray14) {
