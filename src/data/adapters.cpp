@@ -109,6 +109,9 @@ DatasetPtr make_mimic_cxr(const core::ConfigNode& node, const std::string& split
   const std::string split = parse_split_name(split_in);
   Common c = read_common(node, chexpert_findings(), 0, 0);
   const std::string reports = node.get_string("reports", c.root);
+  // MIMIC-CXR-JPG ships without the reports (they are a separate archive, MIMIC-CXR): "none" reads
+  // images and labels alone.
+  const bool with_reports = reports != "none";
   const std::string label_source = node.get_choice("labels", "chexpert", {"chexpert", "negbio"});
   const std::string uncertain = node.get_choice("uncertain", "keep", {"keep", "ones", "zeros"});
   const auto views = node.get_strings("views", {"PA", "AP"});
@@ -151,10 +154,21 @@ DatasetPtr make_mimic_cxr(const core::ConfigNode& node, const std::string& split
     e.id = r[dicom];
     e.patient_id = r[subject];
     e.image_path = c.root + "/" + dir + "/" + r[dicom] + ".jpg";
-    e.report_path = reports + "/" + dir + ".txt";
+    if (with_reports) e.report_path = reports + "/" + dir + ".txt";
     const auto it = study_labels.find(r[study]);
     if (it != study_labels.end()) e.labels = it->second;
     entries.push_back(std::move(e));
+  }
+  // Without the report archive every entry would be dropped as missing, one warning each: say why once.
+  if (with_reports && !entries.empty()) {
+    const size_t probe = std::min<size_t>(entries.size(), 20);
+    size_t found = 0;
+    for (size_t i = 0; i < probe; ++i) found += io::path_exists(entries[i].report_path);
+    if (found == 0)
+      node.fail("reports", "none of the first " + std::to_string(probe) + " reports exists (e.g. " +
+                               entries[0].report_path + "); MIMIC-CXR-JPG ships without them: point data.reports at the "
+                               "folder holding MIMIC-CXR's files/pNN/pSUBJECT/sSTUDY.txt, or set data.reports: none to read "
+                               "images and labels without reports");
   }
   return finish("mimic_cxr", c, std::move(entries), split);
 }

@@ -140,6 +140,13 @@ TEST(Adapters, MimicCxrJpg) {
   EXPECT_ERROR_CONTAINS(build(cfg + ", missing: fail}", "train"), "d5.jpg does not exist");
   EXPECT_ERROR_CONTAINS(build("data: {name: mimic_cxr, root: " + r + ", findings: [Pneumonitis]}", "train"),
                         "\"Pneumonitis\" is not a label of this dataset");
+  // MIMIC-CXR-JPG without the separate report archive: a clear error, or images and labels alone.
+  EXPECT_ERROR_CONTAINS(build(cfg + ", reports: " + r + "/elsewhere}", "train"),
+                        "reports: none of the first 3 reports exists");
+  const DatasetPtr no_reports = build(cfg + ", reports: none}", "train");
+  EXPECT_EQ(ids(no_reports), (std::vector<std::string>{"d1", "d3"}));
+  EXPECT_EQ(no_reports->get(0, 0).report, "");
+  EXPECT_TRUE(no_reports->get(0, 0).labels.equal(s.labels));
 }
 
 TEST(Adapters, CheXpert) {
