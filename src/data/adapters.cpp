@@ -416,7 +416,13 @@ DatasetPtr make_ct_rate(const core::ConfigNode& node, const std::string& split_i
   // CT-RATE has train and valid volumes; its valid set is the usual test set, and val is a patient
   // split of train.
   const bool train_part = split != "test";
-  const std::string part = train_part ? "train" : "valid";
+  // The current release keeps its volumes under train_fixed/ and valid_fixed/ (header-scaled to HU,
+  // with corrected headers); the first release under train/ and valid/. Fixed ones are preferred.
+  const std::string original = train_part ? "train" : "valid";
+  const std::string volumes = node.get_choice("volumes", "auto", {"auto", "fixed", "original"});
+  const std::string part = volumes == "original" ? original
+                           : volumes == "fixed" || io::is_directory(c.root + "/" + original + "_fixed") ? original + "_fixed"
+                                                                                                         : original;
   const io::CsvTable reports = io::read_csv(find_table(
       c.root + "/radiology_text_reports", {train_part ? "train_reports.csv" : "validation_reports.csv", "valid_reports.csv"}));
   std::map<std::string, std::vector<float>> labels;

@@ -79,7 +79,11 @@ Sample ManifestDataset::load(const ManifestEntry& e) const {
   s.patient_id = e.patient_id;
   if (is_nifti(e.image_path) || io::is_directory(e.image_path)) {
     io::Volume v = is_nifti(e.image_path) ? io::read_nifti(e.image_path) : io::read_ct_series(e.image_path);
-    if (e.slope != 1.0 || e.intercept != 0.0) v.data = v.data * e.slope + e.intercept;
+    // A metadata rescale (CT-RATE's RescaleSlope/Intercept) applies to stored values; a NIfTI whose
+    // header already rescales them holds Hounsfield units, and a second rescale would shift it
+    // ~1000 HU down (CT-RATE's later "fixed" volumes).
+    const bool header_scaled = is_nifti(e.image_path) && io::nifti_rescales(e.image_path);
+    if ((e.slope != 1.0 || e.intercept != 0.0) && !header_scaled) v.data = v.data * e.slope + e.intercept;
     if (e.spacing.size() == 3) {
       // The metadata's voxel size replaces the header's: rescale the affine's columns to match.
       const auto old = io::affine_spacing(v.affine);

@@ -333,18 +333,32 @@ Volume read_nifti(const std::string& path) {
   return v;
 }
 
-void write_nifti(const std::string& path, const Volume& volume, const std::string& datatype) {
+bool nifti_rescales(const std::string& path) {
   init_nifti();
+  MEDVLP_CHECK(file_size(path) >= 0, path, ": cannot open NIfTI file (missing or unreadable)");
+  validate_header(path);
+  NimPtr nim(nifti_image_read(path.c_str(), /*read_data=*/0));
+  MEDVLP_CHECK(nim != nullptr, path, ": not a readable NIfTI file (bad or truncated header)");
+  const double slope = nim->scl_slope, inter = nim->scl_inter;
+  return slope != 0 && std::isfinite(slope) && !(slope == 1.0 && inter == 0.0);
+}
+
+void write_nifti(const std::string& path, const Volume& volume, const std::string& datatype, double scl_slope,
+                 double scl_inter) {
+  init_nifti();
+  MEDVLP_CHECK(scl_slope != 0 && std::isfinite(scl_slope) && std::isfinite(scl_inter), path,
+               ": scl_slope must be finite and non-zero and scl_inter finite");
   MEDVLP_CHECK(has_suffix(path, ".nii") || has_suffix(path, ".nii.gz"), path, ": NIfTI file name must end in .nii or .nii.gz");
   MEDVLP_CHECK(volume.data.defined() && volume.data.dim() == 3, path, ": expected a [D,H,W] volume");
   int dt = 0;
   at::Tensor data;
+  const at::Tensor stored = (volume.data.to(torch::kCPU, torch::kFloat64) - scl_inter) / scl_slope;
   if (datatype == "float32") {
     dt = DT_FLOAT32;
-    data = volume.data.to(torch::kCPU, torch::kFloat32).contiguous();
+    data = stored.to(torch::kFloat32).contiguous();
   } else if (datatype == "int16") {
     dt = DT_INT16;
-    data = volume.data.to(torch::kCPU, torch::kFloat32).round().clamp(-32768, 32767).to(torch::kInt16).contiguous();
+    data = stored.round().clamp(-32768, 32767).to(torch::kInt16).contiguous();
   } else {
     throw Error(path + ": NIfTI datatype must be float32 or int16, got '" + datatype + "'");
   }
@@ -377,8 +391,8 @@ void write_nifti(const std::string& path, const Volume& volume, const std::strin
   nim->dz = nim->pixdim[3] = dz;
   nim->pixdim[0] = qfac;
   nim->xyz_units = NIFTI_UNITS_MM;
-  nim->scl_slope = 1.0;
-  nim->scl_inter = 0.0;
+  nim->scl_slope = scl_slope;
+  nim->scl_inter = scl_inter;
   // Write next to the target and rename, so that a crash never leaves half a file under its name.
   const std::string tmp = path.substr(0, path.size() - (has_suffix(path, ".gz") ? 7 : 4)) + ".partial" +
                           (has_suffix(path, ".gz") ? ".nii.gz" : ".nii");

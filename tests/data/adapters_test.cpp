@@ -381,6 +381,23 @@ TEST(Adapters, CtRate) {
   // A resample step then works in millimetres.
   const DatasetPtr resampled = build(cfg + ", transforms: [{name: resample, spacing: [3.0, 1.5, 1.6]}]}", "train");
   EXPECT_EQ(resampled->get(0, 0).image.sizes(), (std::vector<int64_t>{1, 3, 4, 5}));
+  // The current release: volumes under train_fixed/, header-scaled to HU (scl_inter -1024), read in
+  // preference to train/; the metadata's rescale is not applied a second time.
+  const std::string fixed = "train_fixed/train_1/train_1_a/train_1_a_1.nii.gz";
+  io::Volume scaled;
+  scaled.data = hu;
+  scaled.affine = io::diagonal_affine({1, 1, 1});
+  io::make_directories(std::filesystem::path(r + "/" + fixed).parent_path().string());
+  io::write_nifti(r + "/" + fixed, scaled, "int16", 1.0, -1024.0);
+  ASSERT_TRUE(io::nifti_rescales(r + "/" + fixed));
+  EXPECT_FALSE(io::nifti_rescales(r + "/train/train_1/train_1_a/train_1_a_1.nii.gz"));
+  const Sample f1 = build(cfg + "}", "train")->get(0, 0);
+  EXPECT_TRUE(f1.image[0].equal(hu)) << "header-scaled HU, not rescaled again: min " << f1.image.min().item<float>();
+  EXPECT_EQ(f1.spacing, (std::vector<double>{1.5, 0.75, 0.8}));
+  // volumes: original reads the first release's folder even when the fixed one is there.
+  std::filesystem::remove(r + "/train/train_1/train_1_a/train_1_a_1.nii.gz");
+  EXPECT_ERROR_CONTAINS(build(cfg + ", volumes: original}", "train"), "no readable entries for split train");
+  EXPECT_EQ(build(cfg + ", volumes: fixed}", "train")->size(), 1);
 }
 
 }  // namespace

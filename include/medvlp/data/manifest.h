@@ -28,7 +28,8 @@ struct ManifestEntry {
   std::vector<std::pair<int64_t, std::string>> lesion_paths;
   bool has_lesions = false;
   // Volume corrections from a dataset's metadata table (CT-RATE): voxel size along (d,h,w) replacing
-  // the header's, and a rescale applied to the stored values.
+  // the header's, and a rescale applied to the stored values (skipped for a NIfTI whose header
+  // rescales them itself).
   std::vector<double> spacing;
   double slope = 1.0, intercept = 0.0;
 };

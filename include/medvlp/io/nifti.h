@@ -15,7 +15,13 @@ Volume read_nifti(const std::string& path);
 
 /// Writes `volume` as a NIfTI-1 file (.nii or .nii.gz by the name) with sform and qform set from
 /// its affine (code 1, scanner anatomical). `datatype` is "float32" or "int16" (values rounded;
-/// for CT in Hounsfield units).
-void write_nifti(const std::string& path, const Volume& volume, const std::string& datatype = "float32");
+/// for CT in Hounsfield units). With scl_slope/scl_inter other than 1/0 the file stores
+/// (value - scl_inter) / scl_slope and its header says so, as scanners' converters write CT.
+void write_nifti(const std::string& path, const Volume& volume, const std::string& datatype = "float32",
+                 double scl_slope = 1.0, double scl_inter = 0.0);
+
+/// Whether the file's header rescales its stored values: scl_slope is valid (finite, not 0, as
+/// nibabel reads it) and the pair is not the identity (1, 0).
+bool nifti_rescales(const std::string& path);
 
 }  // namespace medvlp::io
