@@ -24,11 +24,21 @@ nlohmann::json affine_json(const io::Affine& a) {
   return rows;
 }
 
+// Statistics of the finite values; NaN or infinite voxels (float NIfTI volumes may hold them) are
+// counted in "nonfinite" instead of turning every statistic into null.
 void add_stats(nlohmann::json& j, const at::Tensor& values) {
-  const at::Tensor v = values.to(torch::kFloat64);
-  j["min"] = v.min().item<double>();
-  j["max"] = v.max().item<double>();
-  j["mean"] = v.mean().item<double>();
+  const at::Tensor v = values.to(torch::kFloat64).flatten();
+  const at::Tensor finite = torch::isfinite(v);
+  const int64_t bad = v.numel() - finite.sum().item<int64_t>();
+  const at::Tensor f = bad > 0 ? v.masked_select(finite) : v;
+  if (f.numel() > 0) {
+    j["min"] = f.min().item<double>();
+    j["max"] = f.max().item<double>();
+    j["mean"] = f.mean().item<double>();
+  } else {
+    j["min"] = j["max"] = j["mean"] = nullptr;
+  }
+  if (bad > 0) j["nonfinite"] = bad;
 }
 
 // One JSON object per input; `saved` collects the decoded values for --save.

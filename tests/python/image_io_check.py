@@ -222,6 +222,19 @@ def nifti_checks():
         elif np.abs(ours.affine - canon.affine).max() > 1e-3:
             failures.append(f"{name}: RAS affine {ours.affine.tolist()} vs {canon.affine.tolist()}")
     expect("NIfTI volumes written by nibabel", len(cases))
+    # NaN and infinite voxels: counted, and the statistics are those of the finite values (numpy's nan*).
+    data = np.arange(2 * 3 * 4, dtype=np.float32).reshape(4, 3, 2) - 7
+    data[0, 0, 0], data[1, 2, 1], data[3, 1, 0] = np.nan, np.inf, -np.inf
+    path = os.path.join(WORK, "nonfinite.nii.gz")
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    meta, _ = medvlp(path)
+    finite = data[np.isfinite(data)]
+    if meta.get("nonfinite") != 3 or abs(meta["min"] - finite.min()) > 1e-6 or abs(meta["max"] - finite.max()) > 1e-6 \
+            or abs(meta["mean"] - finite.mean()) > 1e-6:
+        failures.append(f"nonfinite.nii.gz: statistics {meta.get('min')}, {meta.get('max')}, {meta.get('mean')}, "
+                        f"nonfinite {meta.get('nonfinite')} vs numpy {finite.min()}, {finite.max()}, {finite.mean()}, 3")
+    else:
+        counts["NIfTI with non-finite voxels"] = counts.get("NIfTI with non-finite voxels", 0) + 1
 
 
 def main():
