@@ -1,16 +1,19 @@
 // medvlp existence | parse-reports | tokenize: the text module from the command line.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "commands.h"
 #include "medvlp/core/error.h"
 #include "medvlp/io/files.h"
 #include "medvlp/text/factory.h"
+#include "medvlp/text/label_set.h"
 #include "medvlp/text/report_io.h"
 #include "medvlp/text/report_parser.h"
 
@@ -72,7 +75,7 @@ Action add_existence(CLI::App& app) {
 
 Action add_parse_reports(CLI::App& app) {
   struct Args {
-    std::string input, out, lexicon = "chest_xray", column = "report", id_column;
+    std::string input, out, lexicon = "chest_xray", column = "report", id_column, labels;
   };
   auto args = std::make_shared<Args>();
   app.add_option("input", args->input, "a report .txt, a folder of .txt reports, a .csv or a .jsonl")->required();
@@ -80,9 +83,14 @@ Action add_parse_reports(CLI::App& app) {
   app.add_option("--lexicon", args->lexicon, "chest_xray, chest_ct, or a lexicon YAML path");
   app.add_option("--column", args->column, "CSV column / JSONL key holding the report text");
   app.add_option("--id-column", args->id_column, "CSV column holding the report id (default: row number)");
+  app.add_option("--labels", args->labels,
+                 "chexpert, chestxray14 or a label-set YAML: \"labels\" holds that set's values, 1/0/-1 or null "
+                 "for unmentioned, as the CheXpert labeler writes them (default: the lexicon's findings, 1/0/-1)");
   return [args] {
     const auto lexicon = text::Lexicon::load(resolve_lexicon(args->lexicon));
     const text::ReportParser parser(lexicon);
+    std::optional<text::LabelSet> label_set;
+    if (!args->labels.empty()) label_set = text::LabelSet::load(text::config_file("labels", args->labels), *lexicon);
     std::string out;
     int64_t reports = 0, triplets = 0;
     BatchErrors errors("parse-reports");
@@ -92,7 +100,15 @@ Action add_parse_reports(CLI::App& app) {
     for (const auto& r : inputs) {
       try {
         const auto parsed = parser.parse(r.text, r.id);
-        out += text::to_json(parsed, lexicon->label_findings()).dump() + "\n";
+        nlohmann::json j = text::to_json(parsed, lexicon->label_findings());
+        if (label_set) {
+          const std::vector<float> values = label_set->apply(parsed);
+          nlohmann::json labels = nlohmann::json::object();
+          for (size_t k = 0; k < values.size(); ++k)
+            labels[label_set->names()[k]] = std::isnan(values[k]) ? nlohmann::json(nullptr) : nlohmann::json(values[k]);
+          j["labels"] = labels;
+        }
+        out += j.dump() + "\n";
         ++reports;
         triplets += static_cast<int64_t>(parsed.triplets.size());
       } catch (const Error& e) {

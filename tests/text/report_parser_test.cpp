@@ -1,6 +1,7 @@
 // Report structure, the triplet parser, the existence engine, annotation import and the knowledge
 // table: hand-written cases, the gold set in tests/data/, and the synthetic phantoms' ground truth.
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -10,6 +11,7 @@
 #include "../testing_util.h"
 #include "medvlp/data/synthetic_cxr.h"
 #include "medvlp/text/knowledge.h"
+#include "medvlp/text/label_set.h"
 #include "medvlp/text/report_parser.h"
 
 namespace medvlp::text {
@@ -188,6 +190,47 @@ TEST(Parser, NegationChainsHedgesAndLimitsOfRealReports) {
     for (const auto& [f, e] : got) shown += " " + f + "=" + std::string(existence_name(e));
     EXPECT_EQ(got, want) << sentence << " ->" << shown;
   }
+}
+
+// Label sets as the CheXpert labeler writes its labels: positive over uncertain over negative over
+// blank per observation, "No Finding" only when nothing but support devices is positive or uncertain.
+TEST(LabelSet, ChexpertAndChestXray14Values) {
+  const auto chexpert = LabelSet::load(kConfigs + "/labels/chexpert.yaml", cxr().lexicon());
+  ASSERT_EQ(chexpert.names().size(), 14u);
+  EXPECT_EQ(chexpert.names()[0], "No Finding");
+  const auto value = [&](const LabelSet& set, const std::string& report, const std::string& label) {
+    const auto values = set.apply(cxr().parse(report));
+    const auto k = std::find(set.names().begin(), set.names().end(), label) - set.names().begin();
+    return values.at(static_cast<size_t>(k));
+  };
+  const std::string r1 = "Small left pleural effusion. No pneumothorax. Possible right lower lobe pneumonia. "
+                         "Endotracheal tube in place. Heart size is normal.";
+  EXPECT_EQ(value(chexpert, r1, "Pleural Effusion"), 1.f);
+  EXPECT_EQ(value(chexpert, r1, "Pneumothorax"), 0.f);
+  EXPECT_EQ(value(chexpert, r1, "Pneumonia"), -1.f);
+  EXPECT_EQ(value(chexpert, r1, "Support Devices"), 1.f);
+  EXPECT_EQ(value(chexpert, r1, "Cardiomegaly"), 0.f);  // from the normal statement
+  EXPECT_TRUE(std::isnan(value(chexpert, r1, "Edema")));
+  EXPECT_TRUE(std::isnan(value(chexpert, r1, "No Finding")));
+  // A nodule and a mass are one observation: present wins over absent.
+  EXPECT_EQ(value(chexpert, "No mass. A 5 mm nodule in the right upper lobe.", "Lung Lesion"), 1.f);
+  const std::string r2 = "Lungs are clear. Chest tube in place. No pneumothorax.";
+  EXPECT_EQ(value(chexpert, r2, "No Finding"), 1.f);  // support devices do not count
+  EXPECT_EQ(value(chexpert, r2, "Consolidation"), 0.f);
+  EXPECT_EQ(value(chexpert, "Possible small left effusion.", "No Finding") != 1.f, true);
+  const auto nih = LabelSet::load(kConfigs + "/labels/chestxray14.yaml", cxr().lexicon());
+  ASSERT_EQ(nih.names().size(), 15u);
+  EXPECT_EQ(value(nih, "Hiatal hernia. Small nodule in the left upper lobe.", "Hernia"), 1.f);
+  EXPECT_EQ(value(nih, "Hiatal hernia. Small nodule in the left upper lobe.", "Nodule"), 1.f);
+  EXPECT_EQ(value(nih, "Patchy infiltrates in both lower lobes.", "Infiltration"), 1.f);
+  // A label naming a finding the lexicon lacks, or ignoring a label the set lacks, names the key.
+  testing_util::TempDir dir;
+  std::ofstream(dir.path() + "/bad.yaml") << "labels: {Lung Lesion: [nodule, lesion]}\n";
+  EXPECT_ERROR_CONTAINS(LabelSet::load(dir.path() + "/bad.yaml", cxr().lexicon()),
+                        "bad.yaml: labels.Lung Lesion: \"lesion\" is not a finding of lexicon chest_xray");
+  std::ofstream(dir.path() + "/bad2.yaml") << "no_finding: {label: Normal, ignore: [Devices]}\nlabels: {Edema: [edema]}\n";
+  EXPECT_ERROR_CONTAINS(LabelSet::load(dir.path() + "/bad2.yaml", cxr().lexicon()),
+                        "no_finding.ignore: \"Devices\" is not a label of this set");
 }
 
 TEST(Parser, MalformedAndHugeInputs) {
