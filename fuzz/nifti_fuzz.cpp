@@ -20,10 +20,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::fwrite(data, 1, size, f);
   std::fclose(f);
   try {
-    const medvlp::io::Volume v = medvlp::io::read_nifti(path);
-    if (v.data.dim() != 3) __builtin_trap();
-    const medvlp::io::Volume r = medvlp::io::reorient_to_ras(v);
-    if (r.data.numel() != v.data.numel()) __builtin_trap();
+    // Every volume of a 4D-7D file (as `medvlp inspect` reads it), then the 3D path with RAS.
+    const medvlp::io::Volume all = medvlp::io::read_nifti(path, /*all_volumes=*/true);
+    if (all.data.dim() != 3 && all.data.dim() != 4) __builtin_trap();
+    if (all.data.dim() == 3) {
+      const medvlp::io::Volume v = medvlp::io::read_nifti(path);
+      if (v.data.dim() != 3) __builtin_trap();
+      const medvlp::io::Volume r = medvlp::io::reorient_to_ras(v);
+      if (r.data.numel() != v.data.numel()) __builtin_trap();
+    }
   } catch (const medvlp::Error&) {
   }
   return 0;

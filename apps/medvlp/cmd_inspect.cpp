@@ -47,15 +47,29 @@ nlohmann::json inspect(const std::string& path, bool ras, io::TensorMap* saved, 
   j["path"] = path;
   const bool series = std::filesystem::is_directory(path);
   if (series || io::has_suffix(path, ".nii") || io::has_suffix(path, ".nii.gz")) {
-    io::Volume v = series ? io::read_ct_series(path) : io::read_nifti(path);
-    if (ras) v = io::reorient_to_ras(std::move(v));
-    *volume = v;
+    io::Volume v = series ? io::read_ct_series(path) : io::read_nifti(path, /*all_volumes=*/true);
+    const bool several = v.data.dim() == 4;  // a 4D to 7D NIfTI: [T,D,H,W]
+    if (ras) {
+      MEDVLP_CHECK(!several, path, ": --ras reorients 3D volumes; this file holds ", v.data.size(0), " volumes");
+      v = io::reorient_to_ras(std::move(v));
+    }
+    if (!several) *volume = v;
     j["kind"] = series ? "ct_series" : "nifti";
     j["shape"] = v.data.sizes().vec();
     j["spacing"] = {v.spacing[0], v.spacing[1], v.spacing[2]};
     j["affine"] = affine_json(v.affine);
     j["orientation"] = io::axis_codes(v.affine);
     add_stats(j, v.data);
+    if (several) {
+      // Each volume's statistics, in file order (time points, or what dimensions 4 to 7 hold).
+      nlohmann::json per = nlohmann::json::array();
+      for (int64_t t = 0; t < v.data.size(0); ++t) {
+        nlohmann::json s;
+        add_stats(s, v.data[t]);
+        per.push_back(s);
+      }
+      j["volumes"] = per;
+    }
     (*saved)["data"] = v.data;
   } else if (io::has_suffix(path, ".png") || io::has_suffix(path, ".jpg") || io::has_suffix(path, ".jpeg")) {
     const at::Tensor img = io::read_grey_image(path);
@@ -133,7 +147,8 @@ Action add_inspect(CLI::App& app) {
       else print_text(j);
       if (args->save.empty()) continue;
       if (io::has_suffix(args->save, ".nii") || io::has_suffix(args->save, ".nii.gz")) {
-        MEDVLP_CHECK(volume.data.defined(), args->save, ": only volumes (NIfTI, CT series) can be saved as NIfTI");
+        MEDVLP_CHECK(volume.data.defined(), args->save, ": only 3D volumes (NIfTI, CT series) can be saved as NIfTI; "
+                     "save 2D images and 4D files as .safetensors");
         io::write_nifti(args->save, volume);
       } else {
         io::save_safetensors(args->save, saved);

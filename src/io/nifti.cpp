@@ -192,6 +192,14 @@ void inflate_streaming(const std::string& path, int64_t offset, unsigned char* d
 // nibabel, dcm2niix and SimpleITK write) is inflated whole by libdeflate (~2x zlib's streaming
 // inflate; the trailer gives its size, and libdeflate checks the CRC); other gzip files stream
 // through zlib. An undefined result sends the caller to nifticlib (8-byte types).
+// [nz,ny,nx], or [t,nz,ny,nx] for a file of several volumes (dimensions 4 to 7 folded into t; x
+// varies fastest in the file, then y, z and t).
+std::vector<int64_t> voxel_shape(const nifti_image* nim) {
+  const int64_t t = static_cast<int64_t>(nim->nvox) / (int64_t{nim->nx} * nim->ny * nim->nz);
+  if (t == 1) return {nim->nz, nim->ny, nim->nx};
+  return {t, nim->nz, nim->ny, nim->nx};
+}
+
 at::Tensor read_voxels_in_place(const std::string& path, const nifti_image* nim, bool gz, int64_t file_bytes,
                                 double slope, double inter) {
   const int64_t b = nim->nbyper, n = nim->nvox, offset = nim->iname_offset;
@@ -206,7 +214,7 @@ at::Tensor read_voxels_in_place(const std::string& path, const nifti_image* nim,
   // The file's bytes are placed so that the stored values start at or after n * (4 - b) bytes.
   const int64_t place = 4 * n - b * n;
   const int64_t spare = std::max(offset, whole - b * n);
-  at::Tensor out = core::empty_large({nim->nz, nim->ny, nim->nx}, at::kFloat, static_cast<size_t>(spare));
+  at::Tensor out = core::empty_large(voxel_shape(nim), at::kFloat, static_cast<size_t>(spare));
   unsigned char* raw = static_cast<unsigned char*>(out.data_ptr()) + place;
   bool done = false;
   if (whole >= 0) {
@@ -264,7 +272,7 @@ at::Tensor read_voxels_nifticlib(const std::string& path, nifti_image* nim, bool
   const at::Tensor raw = torch::from_blob(nim->data, {static_cast<int64_t>(nim->nvox)}, torch_type(nim->datatype, path));
   // Created in its final shape: a view of a flat tensor would keep the flat one alive as its
   // autograd base, and reorient_to_ras could no longer flip the volume in place.
-  at::Tensor data = core::empty_large({nim->nz, nim->ny, nim->nx}, at::kFloat);
+  at::Tensor data = core::empty_large(voxel_shape(nim), at::kFloat);
   float* out = data.data_ptr<float>();
   AT_DISPATCH_ALL_TYPES(raw.scalar_type(), "read_nifti", [&] {
     const scalar_t* in = raw.data_ptr<scalar_t>();
@@ -278,7 +286,7 @@ at::Tensor read_voxels_nifticlib(const std::string& path, nifti_image* nim, bool
 
 }  // namespace
 
-Volume read_nifti(const std::string& path) {
+Volume read_nifti(const std::string& path, bool all_volumes) {
   init_nifti();
   const int64_t size = file_size(path);
   MEDVLP_CHECK(size >= 0, path, ": cannot open NIfTI file (missing or unreadable)");
@@ -289,9 +297,9 @@ Volume read_nifti(const std::string& path) {
                gz ? ", or not gzip data" : "", ")");
   MEDVLP_CHECK(nim->ndim >= 1 && nim->nx > 0 && nim->ny > 0 && nim->nz > 0, path,
                ": NIfTI dimensions must be positive, got ", nim->nx, "x", nim->ny, "x", nim->nz);
-  const int64_t extra = nim->nvox / (nim->nx * nim->ny * nim->nz);
-  MEDVLP_CHECK(extra == 1, path, ": expected a 3D volume, got ", nim->ndim, " dimensions with ", extra,
-               " volumes (", nim->nx, "x", nim->ny, "x", nim->nz, "x", extra, ")");
+  const int64_t extra = nim->nvox / (int64_t{nim->nx} * nim->ny * nim->nz);
+  MEDVLP_CHECK(extra == 1 || all_volumes, path, ": expected a 3D volume, got ", nim->ndim, " dimensions with ", extra,
+               " volumes (", nim->nx, "x", nim->ny, "x", nim->nz, "x", extra, "); `medvlp inspect` shows each of them");
   torch_type(nim->datatype, path);  // refuses unsupported types before anything is allocated
   // nifticlib stores vox_offset as an int: a huge or negative float in the header becomes a
   // negative offset (a fuzzer-found write before the volume's buffer).

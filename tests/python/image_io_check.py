@@ -222,6 +222,22 @@ def nifti_checks():
         elif np.abs(ours.affine - canon.affine).max() > 1e-3:
             failures.append(f"{name}: RAS affine {ours.affine.tolist()} vs {canon.affine.tolist()}")
     expect("NIfTI volumes written by nibabel", len(cases))
+    # 4D and 5D files: every volume, [T, z, y, x] with dimensions 4 and up folded in file order.
+    for name, shape in (("four_d.nii.gz", (5, 4, 3, 2)), ("five_d.nii", (4, 3, 2, 2, 3))):
+        data = (np.arange(np.prod(shape), dtype=np.float32).reshape(shape, order="F") * 0.5 - 3).astype(np.float32)
+        path = os.path.join(WORK, name)
+        nib.save(nib.Nifti1Image(data, np.diag([2.0, 3.0, 4.0, 1.0])), path)
+        meta, saved = medvlp(path)
+        ref = np.asarray(nib.load(path).get_fdata())
+        want = ref.reshape(shape[:3] + (-1,), order="F").transpose(3, 2, 1, 0)
+        ours = saved["data"].double().numpy()
+        if ours.shape != want.shape or np.abs(ours - want).max() > 1e-6:
+            failures.append(f"{name}: data {ours.shape} differ from nibabel's {want.shape}")
+        elif len(meta.get("volumes", [])) != want.shape[0] or any(
+                abs(v["mean"] - want[t].mean()) > 1e-6 for t, v in enumerate(meta["volumes"])):
+            failures.append(f"{name}: per-volume statistics {meta.get('volumes')} differ from numpy")
+        else:
+            counts["NIfTI with several volumes"] = counts.get("NIfTI with several volumes", 0) + 1
     # NaN and infinite voxels: counted, and the statistics are those of the finite values (numpy's nan*).
     data = np.arange(2 * 3 * 4, dtype=np.float32).reshape(4, 3, 2) - 7
     data[0, 0, 0], data[1, 2, 1], data[3, 1, 0] = np.nan, np.inf, -np.inf

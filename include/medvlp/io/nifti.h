@@ -10,8 +10,10 @@ namespace medvlp::io {
 /// Reads a 3D NIfTI volume (a 4D file with one time point is accepted) as float values after
 /// scl_slope/scl_inter, with nibabel's affine: the sform when sform_code > 0, else the qform when
 /// qform_code > 0, else the pixdim-only base affine centred on the volume. Throws medvlp::Error
-/// naming the file on a missing, truncated or unsupported file.
-Volume read_nifti(const std::string& path);
+/// naming the file on a missing, truncated or unsupported file. With `all_volumes`, a 4D to 7D file
+/// reads as data [T,D,H,W] (dimensions 4 and up folded into T, in file order); without it such a
+/// file is refused.
+Volume read_nifti(const std::string& path, bool all_volumes = false);
 
 /// Writes `volume` as a NIfTI-1 file (.nii or .nii.gz by the name) with sform and qform set from
 /// its affine (code 1, scanner anatomical). `datatype` is "float32" or "int16" (values rounded;
