@@ -1,5 +1,6 @@
 // medvlp inspect FILE|DIR [--json] [--save OUT.safetensors]: geometry, metadata and pixel
 // statistics of a DICOM file, a CT slice folder, a NIfTI volume or a PNG/JPEG image.
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -41,13 +42,27 @@ void add_stats(nlohmann::json& j, const at::Tensor& values) {
   if (bad > 0) j["nonfinite"] = bad;
 }
 
+// The header of a NIfTI file or of a .hdr/.img pair (NIfTI-1 pair, ANALYZE 7.5), or "".
+std::string nifti_header(const std::string& path) {
+  for (const char* s : {".nii", ".nii.gz", ".hdr", ".hdr.gz"})
+    if (io::has_suffix(path, s)) return path;
+  for (const char* s : {".img", ".img.gz"})
+    if (io::has_suffix(path, s)) {
+      const std::string stem = path.substr(0, path.size() - std::strlen(s));
+      for (const char* h : {".hdr", ".hdr.gz"})
+        if (io::path_exists(stem + h)) return stem + h;
+    }
+  return "";
+}
+
 // One JSON object per input; `saved` collects the decoded values for --save.
 nlohmann::json inspect(const std::string& path, bool ras, io::TensorMap* saved, io::Volume* volume) {
   nlohmann::json j;
   j["path"] = path;
   const bool series = std::filesystem::is_directory(path);
-  if (series || io::has_suffix(path, ".nii") || io::has_suffix(path, ".nii.gz")) {
-    io::Volume v = series ? io::read_ct_series(path) : io::read_nifti(path, /*all_volumes=*/true);
+  const std::string header = series ? "" : nifti_header(path);
+  if (series || !header.empty()) {
+    io::Volume v = series ? io::read_ct_series(path) : io::read_nifti(header, /*all_volumes=*/true);
     const bool several = v.data.dim() == 4;  // a 4D to 7D NIfTI: [T,D,H,W]
     if (ras) {
       MEDVLP_CHECK(!several, path, ": --ras reorients 3D volumes; this file holds ", v.data.size(0), " volumes");

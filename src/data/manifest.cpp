@@ -24,7 +24,12 @@ std::string parent_dir(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-bool is_nifti(const std::string& path) { return io::has_suffix(path, ".nii") || io::has_suffix(path, ".nii.gz"); }
+// NIfTI files and .hdr/.img pairs (NIfTI-1 pairs, ANALYZE 7.5) named by their header.
+bool is_nifti(const std::string& path) {
+  for (const char* s : {".nii", ".nii.gz", ".hdr", ".hdr.gz"})
+    if (io::has_suffix(path, s)) return true;
+  return false;
+}
 
 }  // namespace
 

@@ -295,6 +295,11 @@ Volume read_nifti(const std::string& path, bool all_volumes) {
   NimPtr nim(nifti_image_read(path.c_str(), /*read_data=*/0));
   MEDVLP_CHECK(nim != nullptr, path, ": not a readable NIfTI file (bad or truncated header",
                gz ? ", or not gzip data" : "", ")");
+  // A .hdr/.img pair (NIfTI-1 pair or ANALYZE 7.5) keeps its voxels in the .img file.
+  const std::string data_path = nim->iname != nullptr ? std::string(nim->iname) : path;
+  const int64_t data_size = data_path == path ? size : file_size(data_path);
+  MEDVLP_CHECK(data_size >= 0, path, ": its voxel file ", data_path, " is missing or unreadable");
+  const bool data_gz = has_suffix(data_path, ".gz");
   MEDVLP_CHECK(nim->ndim >= 1 && nim->nx > 0 && nim->ny > 0 && nim->nz > 0, path,
                ": NIfTI dimensions must be positive, got ", nim->nx, "x", nim->ny, "x", nim->nz);
   const int64_t extra = nim->nvox / (int64_t{nim->nx} * nim->ny * nim->nz);
@@ -308,12 +313,12 @@ Volume read_nifti(const std::string& path, bool all_volumes) {
   // Check that the data is there before nifticlib allocates for it: a corrupt header must not
   // become a multi-gigabyte allocation.
   const int64_t need = nim->iname_offset + nim->nvox * nim->nbyper;
-  if (!gz) {
-    MEDVLP_CHECK(need <= size, path, ": NIfTI file is truncated: ", size, " bytes, header needs ", need);
+  if (!data_gz) {
+    MEDVLP_CHECK(need <= data_size, data_path, ": NIfTI file is truncated: ", data_size, " bytes, header needs ", need);
   } else {
     // Deflate expands by at most 1032:1, which bounds what a small corrupt file can claim.
-    MEDVLP_CHECK(static_cast<double>(need) <= 1032.0 * static_cast<double>(size) + 65536.0, path,
-                 ": NIfTI file is truncated: header needs ", need, " bytes, more than ", size,
+    MEDVLP_CHECK(static_cast<double>(need) <= 1032.0 * static_cast<double>(data_size) + 65536.0, data_path,
+                 ": NIfTI file is truncated: header needs ", need, " bytes, more than ", data_size,
                  " compressed bytes can hold");
   }
   double slope = nim->scl_slope, inter = nim->scl_inter;
@@ -323,8 +328,8 @@ Volume read_nifti(const std::string& path, bool all_volumes) {
   } else {
     slope = 1.0, inter = 0.0;
   }
-  at::Tensor data = read_voxels_in_place(path, nim.get(), gz, size, slope, inter);
-  if (!data.defined()) data = read_voxels_nifticlib(path, nim.get(), gz, slope, inter);
+  at::Tensor data = read_voxels_in_place(data_path, nim.get(), data_gz, data_size, slope, inter);
+  if (!data.defined()) data = read_voxels_nifticlib(data_path, nim.get(), data_gz, slope, inter);
   Volume v;
   v.data = std::move(data);
   if (nim->sform_code > 0) {

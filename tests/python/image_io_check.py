@@ -222,6 +222,27 @@ def nifti_checks():
         elif np.abs(ours.affine - canon.affine).max() > 1e-3:
             failures.append(f"{name}: RAS affine {ours.affine.tolist()} vs {canon.affine.tolist()}")
     expect("NIfTI volumes written by nibabel", len(cases))
+    # .hdr/.img pairs: a NIfTI-1 pair with an oblique sform, and ANALYZE 7.5 (no orientation: nibabel's
+    # base affine), read through the header and through the image file's name.
+    data = (np.arange(4 * 3 * 5, dtype=np.int16).reshape(4, 3, 5) * 7 - 50)
+    oblique = np.array([[0.9, -0.3, 0.0, -10.0], [0.3, 0.9, 0.1, 5.0], [0.0, -0.1, 2.5, 20.0], [0, 0, 0, 1]])
+    for name, img in (("pair.hdr", nib.Nifti1Pair(data, oblique)), ("analyze.hdr", nib.AnalyzeImage(data, None))):
+        path = os.path.join(WORK, name)
+        nib.save(img, path)
+        ref = nib.load(path)
+        want = np.asarray(ref.get_fdata()).transpose(2, 1, 0)
+        ok = True
+        for given in (path, path[:-4] + ".img"):
+            meta, saved = medvlp(given)
+            ours = saved["data"].double().numpy()
+            if ours.shape != want.shape or np.abs(ours - want).max() > 1e-6:
+                failures.append(f"{os.path.basename(given)}: data differ from nibabel's")
+                ok = False
+            elif np.abs(np.array(meta["affine"]) - ref.affine).max() > 1e-4:
+                failures.append(f"{os.path.basename(given)}: affine {meta['affine']} vs nibabel {ref.affine.tolist()}")
+                ok = False
+        if ok:
+            counts[".hdr/.img pairs"] = counts.get(".hdr/.img pairs", 0) + 1
     # 4D and 5D files: every volume, [T, z, y, x] with dimensions 4 and up folded in file order.
     for name, shape in (("four_d.nii.gz", (5, 4, 3, 2)), ("five_d.nii", (4, 3, 2, 2, 3))):
         data = (np.arange(np.prod(shape), dtype=np.float32).reshape(shape, order="F") * 0.5 - 3).astype(np.float32)
