@@ -285,6 +285,7 @@ Sample SyntheticCtDataset::get(int64_t index, int64_t /*epoch*/) const {
 int64_t write_synthetic_ct(const SyntheticCtOptions& options, Split split, const std::string& dir) {
   io::make_directories(dir + "/images");
   io::make_directories(dir + "/masks");
+  if (split != Split::kTrain) io::make_directories(dir + "/lesions");
   std::ofstream manifest(dir + "/manifest.jsonl", std::ios::app);
   MEDVLP_CHECK(manifest, dir, "/manifest.jsonl: cannot open for writing");
   SyntheticCtDataset dataset(options, split);
@@ -318,7 +319,6 @@ int64_t write_synthetic_ct(const SyntheticCtOptions& options, Split split, const
       std::string file = names[k];
       std::replace(file.begin(), file.end(), ' ', '_');
       file = "lesions/" + id + "_" + file + ".nii.gz";
-      io::make_directories(dir + "/lesions");
       v.data = c.lesion_masks[static_cast<int64_t>(k)];
       io::write_nifti(dir + "/" + file, v, "int16");
       j["lesions"][names[k]] = file;

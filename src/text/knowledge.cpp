@@ -28,12 +28,7 @@ std::vector<std::string> strings(const YAML::Node& node, const std::string& wher
 
 KnowledgeTable KnowledgeTable::load(const std::string& path) {
   return detail::with_named_yaml_errors(path, [&]() -> KnowledgeTable {
-    YAML::Node root;
-    try {
-      root = YAML::Load(io::read_file(path));
-    } catch (const YAML::Exception& e) {
-      throw Error(path + ": malformed YAML: " + e.what());
-    }
+    const YAML::Node root = detail::load_yaml_file(path);
     MEDVLP_CHECK(root.IsMap() && root["findings"] && root["findings"].IsMap(), path,
                  ": expected a mapping with `findings:` (finding -> {category, attributes, locations})");
     for (const auto& kv : root)

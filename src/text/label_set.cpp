@@ -14,12 +14,7 @@ namespace medvlp::text {
 
 LabelSet LabelSet::load(const std::string& path, const Lexicon& lexicon) {
   return detail::with_named_yaml_errors(path, [&]() -> LabelSet {
-    YAML::Node root;
-    try {
-      root = YAML::Load(io::read_file(path));
-    } catch (const YAML::Exception& e) {
-      throw Error(path + ": malformed YAML: " + e.what());
-    }
+    const YAML::Node root = detail::load_yaml_file(path);
     MEDVLP_CHECK(root.IsMap() && root["labels"] && root["labels"].IsMap(), path,
                  ": expected a mapping with `labels:` (label -> [lexicon findings])");
     for (const auto& kv : root) {

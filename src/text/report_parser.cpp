@@ -131,13 +131,7 @@ struct YamlFile {
 };
 
 YamlFile read_yaml(const std::string& path) {
-  YamlFile f{path, {}};
-  const std::string text = io::read_file(path);
-  try {
-    f.root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": malformed YAML: " + e.what());
-  }
+  YamlFile f{path, detail::load_yaml_file(path)};
   MEDVLP_CHECK(f.root.IsMap(), path, ": expected a mapping at the top level");
   return f;
 }

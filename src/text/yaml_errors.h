@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "medvlp/core/error.h"
+#include "medvlp/io/files.h"
 
 namespace medvlp::text::detail {
 
@@ -20,6 +21,15 @@ auto with_named_yaml_errors(const std::string& path, Body&& body) -> decltype(bo
     if (e.mark.is_null()) throw Error(path + ": " + e.msg);
     throw Error(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) + ": " + e.msg +
                 " (expected a plain string here)");
+  }
+}
+
+/// The YAML document in `path`; medvlp::Error naming the file when it does not parse.
+inline YAML::Node load_yaml_file(const std::string& path) {
+  try {
+    return YAML::Load(io::read_file(path));
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ": malformed YAML: " + e.what());
   }
 }
 
