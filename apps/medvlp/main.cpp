@@ -7,12 +7,19 @@
 #include "medvlp/core/error.h"
 #include "medvlp/core/logging.h"
 #include "medvlp/core/version.h"
+#include "medvlp/text/report_io.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"medvlp: medical vision-language pretraining"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", [] { return medvlp::core::build_summary(); },
-                       "print medvlp's version, its LibTorch version and whether CUDA is usable, and exit");
+  app.set_version_flag(
+      "--version",
+      [] {
+        const std::string configs = medvlp::text::builtin_config_root();
+        return medvlp::core::build_summary() + "\nconfigs: " + (configs.empty() ? "(none found)" : configs);
+      },
+      "print medvlp's version, its LibTorch version, whether CUDA is usable and where the built-in "
+      "configs are, and exit");
   // `medvlp train -c X --log-level warn`: options of the tool are accepted after the subcommand too.
   app.fallthrough();
   std::string log_level = "info";

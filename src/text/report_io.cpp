@@ -1,5 +1,6 @@
 #include "medvlp/text/report_io.h"
 
+#include <dlfcn.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -15,14 +16,38 @@ namespace medvlp::text {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The configs installed with this library, found from where libmedvlp.so lies rather than from
+// the install prefix the build was configured with: a package unpacked elsewhere (dpkg -x,
+// `cmake --install --prefix`, a relocated tree) still reads its own lexicons.
+std::string installed_configs() {
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<void*>(&installed_configs), &info) == 0 || info.dli_fname == nullptr) return {};
+  return (fs::path(info.dli_fname).parent_path() / MEDVLP_CONFIGS_FROM_LIBDIR).lexically_normal().string();
+}
+
+std::vector<std::string> config_roots() {
+  std::vector<std::string> roots;
+  if (const char* env = std::getenv("MEDVLP_CONFIGS"); env != nullptr && *env != '\0') roots.push_back(env);
+  if (std::string installed = installed_configs(); !installed.empty()) roots.push_back(std::move(installed));
+  roots.push_back(MEDVLP_SOURCE_CONFIGS);
+  return roots;
+}
+
+}  // namespace
+
+std::string builtin_config_root() {
+  for (const auto& root : config_roots())
+    if (fs::is_directory(fs::path(root) / "lexicons")) return root;
+  return {};
+}
+
 std::string config_file(const std::string& folder, const std::string& name) {
   MEDVLP_CHECK(!name.empty(), "no ", folder, " file named");
   if (name.find('/') != std::string::npos || (name.size() > 5 && name.compare(name.size() - 5, 5, ".yaml") == 0))
     return name;
-  std::vector<std::string> roots;
-  if (const char* env = std::getenv("MEDVLP_CONFIGS")) roots.push_back(env);
-  roots.push_back(MEDVLP_INSTALLED_CONFIGS);
-  roots.push_back(MEDVLP_SOURCE_CONFIGS);
+  const std::vector<std::string> roots = config_roots();
   for (const auto& root : roots) {
     const fs::path p = fs::path(root) / folder / (name + ".yaml");
     if (fs::exists(p)) return p.string();

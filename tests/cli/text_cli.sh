@@ -80,8 +80,12 @@ grep -q "error: $work/broken.dcm" "$work/in.err" && grep -q 'inspect: 1 of 3 inp
 # --version: the CMake project version, the LibTorch headers' version and CUDA; tool options
 # (--log-level) are accepted after the subcommand.
 want=$(sed -n 's/^project(medvlp VERSION \([0-9.]*\).*/\1/p' "$(dirname "$0")/../../CMakeLists.txt")
-got=$("$medvlp" --version)
+got=$("$medvlp" --version | head -1)
 [[ "$got" =~ ^medvlp\ $want\ \(LibTorch\ [0-9]+\.[0-9]+\.[0-9]+[^,]*,\ CUDA:\ (no|yes,\ [0-9]+\ devices?)\)$ ]] ||
   fail "--version printed '$got' (project version $want)"
+# A build tree reads the source tree's configs.
+configs=$("$medvlp" --version | sed -n 's/^configs: //p')
+[ "$(cd "$configs" && pwd -P)" = "$(cd "$(dirname "$0")/../../configs" && pwd -P)" ] ||
+  fail "--version names configs '$configs', not the source tree's"
 [ "$("$medvlp" existence "$work/in.tsv" --log-level error | head -1)" = absent ] || fail "--log-level after the subcommand"
 echo "text CLI: ok"

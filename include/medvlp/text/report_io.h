@@ -26,7 +26,13 @@ std::vector<ReportText> read_reports(const std::string& input, const std::string
 
 /// A shipped configuration file: `name` is a path (it contains '/' or ends in .yaml) returned as it
 /// is, or a built-in name ("chest_xray", "chest_ct") found in `folder` ("lexicons", "knowledge")
-/// under $MEDVLP_CONFIGS, the installed configs or the source tree's configs/.
+/// under $MEDVLP_CONFIGS, the configs installed beside this library (`<prefix>/share/medvlp/configs`,
+/// found relative to libmedvlp.so, so an unpacked or relocated install finds its own) or the source
+/// tree's configs/.
 std::string config_file(const std::string& folder, const std::string& name);
+
+/// The first of those folders that holds the built-in lexicons, or "" when none does: where
+/// `config_file` reads built-in names from (`medvlp --version` prints it).
+std::string builtin_config_root();
 
 }  // namespace medvlp::text
