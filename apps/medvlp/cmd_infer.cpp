@@ -174,7 +174,7 @@ Action add_zero_shot(CLI::App& app) {
                                            "without configured prompts is scored as \"<label>.\" against \"no <label>.\"")
       ->delimiter(',');
   app.add_option("-o,--out", args->out, "also write the scores as a predictions CSV (as eval_predictions.csv)");
-  app.add_option("--maps", args->maps, "write a heat map per image and label (2D images) into this folder");
+  app.add_option("--maps", args->maps, "write a heat map PNG per image and label into this folder (a volume: its axial slice through the map's peak)");
   app.add_option("--map-kind", args->map_kind, "tokens (word-patch, models with local heads), embedding, or auto")
       ->check(CLI::IsMember({"auto", "tokens", "embedding"}));
   return [args] {

@@ -166,7 +166,7 @@ Action add_train(CLI::App& app) {
   app.add_option("-c,--config", args->config, "experiment config (YAML or JSON)")->required();
   app.add_option("--set", args->sets, "override a config key: a.b.c=value (repeatable)");
   app.add_option("--device", args->device, "auto, cpu, cuda or cuda:N (overrides the config's `device`)");
-  app.add_option("-o,--run-dir", args->run_dir, "run folder (config, metrics, checkpoints)");
+  app.add_option("-o,--out,--run-dir", args->run_dir, "run folder (config, metrics, checkpoints)");
   auto* resume = app.add_flag("--resume", args->resume, "continue from the newest checkpoint in the run folder");
   auto* overwrite = app.add_flag("--overwrite", args->overwrite,
                                  "replace the run the folder holds (its checkpoints, metrics, config, tokenizer)");

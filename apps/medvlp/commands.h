@@ -25,6 +25,8 @@ Action add_existence(CLI::App& app);
 Action add_parse_reports(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_inspect(CLI::App& app);
+/// The bash completion script for `root`'s subcommands and options (`medvlp completion bash`).
+std::string bash_completion(const CLI::App& root);
 Action add_build_shards(CLI::App& app);
 
 /// Commands over many lines or files: each failure is one "error: WHERE: WHY" line on stderr, the

@@ -1,5 +1,6 @@
 // medvlp: train, evaluate and generate data for medical vision-language pretraining.
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -48,6 +49,22 @@ int main(int argc, char** argv) {
   add("tokenize", "token ids of each input line (WordPiece, CLIP BPE or SentencePiece)", medvlp::app::add_tokenize);
   add("inspect", "geometry, metadata and pixel statistics of DICOM / CT series / NIfTI / PNG / JPEG",
       medvlp::app::add_inspect);
+  // Last, so that the script it writes covers every subcommand above.
+  CLI::App* completion = app.add_subcommand("completion", "print a bash completion script: source <(medvlp completion bash)");
+  std::string shell, completion_out;
+  completion->add_option("shell", shell, "the shell")->required()->check(CLI::IsMember({"bash"}));
+  completion->add_option("-o,--out", completion_out, "write the script to this file instead of standard output");
+  actions[completion] = [&app, &completion_out] {
+    const std::string script = medvlp::app::bash_completion(app);
+    if (completion_out.empty()) {
+      std::cout << script;
+    } else {
+      std::ofstream file(completion_out);
+      file << script;
+      MEDVLP_CHECK(file.good(), "completion: cannot write ", completion_out);
+    }
+    return 0;
+  };
   CLI11_PARSE(app, argc, argv);
   // Ranks started by `medvlp train --nproc N` share one terminal: label their lines.
   const char* label = std::getenv("MEDVLP_RANK_LABEL");

@@ -88,4 +88,23 @@ configs=$("$medvlp" --version | sed -n 's/^configs: //p')
 [ "$(cd "$configs" && pwd -P)" = "$(cd "$(dirname "$0")/../../configs" && pwd -P)" ] ||
   fail "--version names configs '$configs', not the source tree's"
 [ "$("$medvlp" existence "$work/in.tsv" --log-level error | head -1)" = absent ] || fail "--log-level after the subcommand"
+
+# Bash completion, generated from the command line: subcommands, their options (the tool's too),
+# an option's fixed choices, and paths for values and positional arguments.
+"$medvlp" completion bash -o "$work/completion.bash"
+complete_words() {
+  bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _medvlp; printf "%s\n" "${COMPREPLY[@]}"' \
+    _ "$work/completion.bash" medvlp "$@" | sort | tr '\n' ' '
+}
+[ "$(complete_words tr)" = "train " ] || fail "completion of 'tr': '$(complete_words tr)'"
+[ "$(complete_words --log-level warn ev)" = "eval " ] || fail "completion after --log-level: '$(complete_words --log-level warn ev)'"
+[ "$(complete_words train --dev)" = "--device " ] || fail "completion of train --dev: '$(complete_words train --dev)'"
+[ "$(complete_words train -c x --log)" = "--log-level " ] || fail "train does not offer the tool's --log-level"
+[ "$(complete_words loss-check --dtype '')" = "float32 float64 " ] || fail "--dtype choices: '$(complete_words loss-check --dtype '')'"
+[ "$(complete_words convert --part i)" = "image " ] || fail "--part choices: '$(complete_words convert --part i)'"
+[ "$(complete_words eval --checkpoint "$work/completion.b")" = "$work/completion.bash " ] ||
+  fail "eval --checkpoint does not complete paths: '$(complete_words eval --checkpoint "$work/completion.b")'"
+for sub in train eval probe finetune embed zero-shot convert loss-check; do
+  grep -A2 "^    $sub)" "$work/completion.bash" | grep -q -- '--device' || fail "$sub has no --device"
+done
 echo "text CLI: ok"

@@ -26,8 +26,12 @@ def main():
     text = torch.nn.functional.normalize(torch.randn(12, 16, dtype=torch.float64), dim=1)
     inputs, outputs = os.path.join(work, "in.safetensors"), os.path.join(work, "out.safetensors")
     save(inputs, {"image_embed": image, "text_embed": text})
+    # On a CUDA build with a GPU the loss runs there (--device), compared with the same CPU reference.
+    version = subprocess.run([binary, "--version"], check=True, capture_output=True, text=True).stdout
+    device = "cuda" if "CUDA: yes" in version else "cpu"
     subprocess.run([binary, "--log-level", "warn", "loss-check", "--loss", "clip", "--options",
-                    '{"temperature": 0.1}', "--inputs", inputs, "--out", outputs], check=True)
+                    '{"temperature": 0.1}', "--inputs", inputs, "-o", outputs, "--device", device], check=True)
+    print(f"medvlp loss-check on {device}")
     got = load(outputs)
 
     # The reference: CLIP's symmetric cross-entropy with a learnable log-scale, as open_clip computes it.
