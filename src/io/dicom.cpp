@@ -8,6 +8,7 @@
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcsequen.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcvr.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
@@ -38,15 +39,28 @@ void init_dcmtk() {
   static std::once_flag once;
   std::call_once(once, [] {
     OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
+    // Elements written with VR UN (anonymizers, archives, converters that lost the VR) take their
+    // dictionary VR, as pydicom's replace_un_with_known_vr does: read as raw bytes, a Rescale Slope
+    // of "1.94" would come out as 31 and a modality as "50\\54", silently.
+    dcmEnableUnknownVRConversion.set(OFTrue);
     DJDecoderRegistration::registerCodecs();
     DJLSDecoderRegistration::registerCodecs();
     DcmRLEDecoderRegistration::registerCodecs();
   });
 }
 
+// An element left as raw bytes (UN or OB where a text or number is expected: a private tag, an
+// undefined length, a dictionary that lacks it) would read as hex digits; it counts as absent.
+bool raw_bytes(DcmElement* el) {
+  const DcmEVR vr = el->ident();
+  return vr == EVR_UN || vr == EVR_OB;
+}
+
 std::string get_string(DcmItem* ds, const DcmTagKey& tag) {
+  DcmElement* el = nullptr;
+  if (ds->findAndGetElement(tag, el).bad() || el == nullptr || raw_bytes(el)) return {};
   OFString s;
-  if (ds->findAndGetOFStringArray(tag, s).bad()) return {};
+  if (el->getOFStringArray(s).bad()) return {};
   std::string out = s.c_str();
   while (!out.empty() && (out.back() == ' ' || out.back() == '\0')) out.pop_back();
   return out;
@@ -55,7 +69,7 @@ std::string get_string(DcmItem* ds, const DcmTagKey& tag) {
 std::vector<double> get_doubles(DcmItem* ds, const DcmTagKey& tag) {
   std::vector<double> out;
   DcmElement* el = nullptr;
-  if (ds->findAndGetElement(tag, el).bad() || el == nullptr) return out;
+  if (ds->findAndGetElement(tag, el).bad() || el == nullptr || raw_bytes(el)) return out;
   const unsigned long n = el->getVM();
   for (unsigned long i = 0; i < n; ++i) {
     Float64 v = 0;

@@ -147,6 +147,45 @@ def dicom_checks():
     expect("files re-encoded by DCMTK", len(tools))
 
 
+def un_checks():
+    """Elements stored with VR UN (as archives and anonymizers leave them) are read through the data
+    dictionary, as pydicom does: wrong modality, UIDs or rescale values would pass unnoticed."""
+    src = pydicom.dcmread(os.path.join(TEST_FILES, "CT_small.dcm"))
+    values = {"Modality": "PT", "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.1", "PatientID": "UN-1",
+              "RescaleSlope": "1.94", "RescaleIntercept": "-3.5", "PixelSpacing": "0.5\\0.75"}
+    # pydicom would otherwise give them their dictionary VRs again as they are made.
+    pydicom.config.replace_un_with_known_vr = False
+    for keyword, value in values.items():
+        raw = value.encode("ascii")
+        if len(raw) % 2:
+            raw += b"\0" if keyword.endswith("UID") else b" "
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        del src[tag]
+        src.add(pydicom.DataElement(tag, "UN", raw))
+    out = os.path.join(WORK, "ct_un.dcm")
+    src.save_as(out)
+    pydicom.config.replace_un_with_known_vr = True
+    with open(out, "rb") as f:
+        data = f.read()
+    for keyword in values:
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        header = (tag >> 16).to_bytes(2, "little") + (tag & 0xFFFF).to_bytes(2, "little") + b"UN"
+        if header not in data:
+            failures.append(f"VR UN: pydicom did not write {keyword} as UN")
+    check_dicom(out, "CT_small with UN elements")
+    ds = pydicom.dcmread(out)
+    meta, _ = medvlp(out)
+    want = {"modality": str(ds.Modality), "series_uid": str(ds.SeriesInstanceUID), "patient_id": str(ds.PatientID),
+            "rescale": [float(ds.RescaleSlope), float(ds.RescaleIntercept)],
+            "spacing": [float(v) for v in ds.PixelSpacing]}
+    if want["modality"] != "PT" or want["rescale"] != [1.94, -3.5]:
+        failures.append(f"VR UN: pydicom reads {want}, not the values written")
+    for key, ref in want.items():
+        if meta.get(key) != ref:
+            failures.append(f"VR UN: {key} {meta.get(key)!r} vs pydicom {ref!r}")
+    expect("elements stored as UN", 1)
+
+
 def nifti_checks():
     rng = np.random.default_rng(0)
     cases = []
@@ -278,6 +317,7 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     print("DICOM vs pydicom", pydicom.__version__)
     dicom_checks()
+    un_checks()
     print("NIfTI vs nibabel", nib.__version__)
     nifti_checks()
     print("compared per category: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
