@@ -218,6 +218,10 @@ TEST(LabelSet, ChexpertAndChestXray14Values) {
   EXPECT_EQ(value(chexpert, r2, "No Finding"), 1.f);  // support devices do not count
   EXPECT_EQ(value(chexpert, r2, "Consolidation"), 0.f);
   EXPECT_EQ(value(chexpert, "Possible small left effusion.", "No Finding") != 1.f, true);
+  // Airspace disease is lung opacity, as CheXpert's labeler groups it, not consolidation.
+  EXPECT_EQ(value(chexpert, "No focal airspace disease.", "Lung Opacity"), 0.f);
+  EXPECT_TRUE(std::isnan(value(chexpert, "No focal airspace disease.", "Consolidation")));
+  EXPECT_EQ(value(chexpert, "Right basilar air space disease.", "Lung Opacity"), 1.f);
   const auto nih = LabelSet::load(kConfigs + "/labels/chestxray14.yaml", cxr().lexicon());
   ASSERT_EQ(nih.names().size(), 15u);
   EXPECT_EQ(value(nih, "Hiatal hernia. Small nodule in the left upper lobe.", "Hernia"), 1.f);
