@@ -56,13 +56,15 @@ std::string nifti_header(const std::string& path) {
 }
 
 // One JSON object per input; `saved` collects the decoded values for --save.
-nlohmann::json inspect(const std::string& path, bool ras, io::TensorMap* saved, io::Volume* volume) {
+nlohmann::json inspect(const std::string& path, bool ras, bool keep_tilt, io::TensorMap* saved, io::Volume* volume) {
   nlohmann::json j;
   j["path"] = path;
   const bool series = std::filesystem::is_directory(path);
   const std::string header = series ? "" : nifti_header(path);
   if (series || !header.empty()) {
-    io::Volume v = series ? io::read_ct_series(path) : io::read_nifti(header, /*all_volumes=*/true);
+    io::SeriesOptions options;
+    options.correct_tilt = !keep_tilt;
+    io::Volume v = series ? io::read_ct_series(path, options) : io::read_nifti(header, /*all_volumes=*/true);
     const bool several = v.data.dim() == 4;  // a 4D to 7D NIfTI: [T,D,H,W]
     if (ras) {
       MEDVLP_CHECK(!several, path, ": --ras reorients 3D volumes; this file holds ", v.data.size(0), " volumes");
@@ -131,13 +133,16 @@ void print_text(const nlohmann::json& j) {
 Action add_inspect(CLI::App& app) {
   struct Args {
     std::vector<std::string> inputs;
-    bool json = false, ras = false;
+    bool json = false, ras = false, keep_tilt = false;
     std::string save;
   };
   auto args = std::make_shared<Args>();
   app.add_option("inputs", args->inputs, "DICOM files, CT slice folders, NIfTI volumes or PNG/JPEG images")->required();
   app.add_flag("--json", args->json, "one JSON object per input line (shape, spacing, modality, photometric, "
                                      "transfer_syntax, min/max/mean of the modality-LUT values, ...)");
+  app.add_flag("--keep-tilt", args->keep_tilt,
+               "CT folders: keep a gantry-tilted series' slices as stored, with a sheared affine (default: resample "
+               "them onto an orthogonal grid, as dcm2niix does)");
   app.add_flag("--ras", args->ras, "volumes: reorient to the closest RAS+ voxel order first (nibabel's as_closest_canonical)");
   app.add_option("--save", args->save,
                  "write the decoded values of the (single) input: .safetensors, or for volumes also .nii/.nii.gz");
@@ -150,7 +155,7 @@ Action add_inspect(CLI::App& app) {
       io::Volume volume;
       nlohmann::json j;
       try {
-        j = inspect(path, args->ras, &saved, &volume);
+        j = inspect(path, args->ras, args->keep_tilt, &saved, &volume);
       } catch (const Error& e) {
         // A corrupt file among many: named, and the others are still inspected.
         const std::string what = e.what();

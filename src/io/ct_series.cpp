@@ -121,13 +121,73 @@ Volume read_ct_series(const std::string& dir, const SeriesOptions& options) {
     data[k] = img.pixels[0][0];
   }
   const std::array<double, 2> ps = first.pixel_spacing.value_or(std::array<double, 2>{1.0, 1.0});
+  auto p0 = *slices.front().info.image_position;
+  // Gantry tilt: each slice's origin moves within the image plane from one slice to the next, so
+  // the stack is sheared. shift[k] = that in-plane displacement from slice 0, in pixels (column, row).
+  std::vector<std::array<double, 2>> shift(static_cast<size_t>(d), {0.0, 0.0});
+  double lo_u = 0, hi_u = 0, lo_v = 0, hi_v = 0;
+  for (int64_t k = 1; k < d; ++k) {
+    const auto& pk = *slices[k].info.image_position;
+    std::array<double, 3> off{};
+    for (int r = 0; r < 3; ++r) off[r] = pk[r] - p0[r] - (slices[k].along - slices[0].along) * normal[r];
+    shift[k] = {dot(off, row) / ps[1], dot(off, col) / ps[0]};
+    lo_u = std::min(lo_u, shift[k][0]), hi_u = std::max(hi_u, shift[k][0]);
+    lo_v = std::min(lo_v, shift[k][1]), hi_v = std::max(hi_v, shift[k][1]);
+  }
+  const bool tilted = hi_u - lo_u > 0.01 || hi_v - lo_v > 0.01;
+  bool corrected = false;
+  if (tilted) {
+    const double in_plane = std::hypot(shift.back()[0] * ps[1], shift.back()[1] * ps[0]);
+    const double degrees = std::atan2(in_plane, slices.back().along - slices.front().along) * 180.0 / 3.14159265358979323846;
+    if (options.correct_tilt) {
+      // As dcm2niix does: every slice resampled onto one orthogonal grid, widened so no slice is cut;
+      // the slice displaced furthest back keeps its pixels, the others are interpolated linearly and
+      // the uncovered border takes the volume's minimum (air, like outside the scanned field).
+      const int64_t h = first.rows, w = first.columns;
+      const int64_t wide = w + static_cast<int64_t>(std::ceil(hi_u - lo_u - 1e-6));
+      const int64_t tall = h + static_cast<int64_t>(std::ceil(hi_v - lo_v - 1e-6));
+      const float fill = data.min().item<float>();
+      at::Tensor out = torch::full({d, tall, wide}, fill, torch::kFloat32);
+      const auto src = data.accessor<float, 3>();
+      auto dst = out.accessor<float, 3>();
+      for (int64_t k = 0; k < d; ++k) {
+        const double du = lo_u - shift[k][0], dv = lo_v - shift[k][1];  // corrected (i, j) reads (i + du, j + dv)
+        for (int64_t j = 0; j < tall; ++j) {
+          const double y = static_cast<double>(j) + dv;
+          const auto y0 = static_cast<int64_t>(std::floor(y));
+          const double fy = y - static_cast<double>(y0);
+          if (y < -1e-6 || y > static_cast<double>(h - 1) + 1e-6) continue;
+          for (int64_t i = 0; i < wide; ++i) {
+            const double x = static_cast<double>(i) + du;
+            if (x < -1e-6 || x > static_cast<double>(w - 1) + 1e-6) continue;
+            const auto x0 = static_cast<int64_t>(std::floor(x));
+            const double fx = x - static_cast<double>(x0);
+            const int64_t x1 = std::min(x0 + 1, w - 1), y1 = std::min(y0 + 1, h - 1);
+            const int64_t xa = std::max<int64_t>(x0, 0), ya = std::max<int64_t>(y0, 0);
+            dst[k][j][i] = static_cast<float>((1 - fy) * ((1 - fx) * src[k][ya][xa] + fx * src[k][ya][x1]) +
+                                              fy * ((1 - fx) * src[k][y1][xa] + fx * src[k][y1][x1]));
+          }
+        }
+      }
+      data = out;
+      for (int r = 0; r < 3; ++r) p0[r] += lo_u * ps[1] * row[r] + lo_v * ps[0] * col[r];
+      corrected = true;
+      core::log_info(dir, ": gantry tilt of ", degrees, " degrees corrected (slices resampled onto an orthogonal ",
+                     wide, "x", tall, " grid; set correct_tilt to false to keep them with a sheared affine)");
+    } else {
+      core::log_warn(dir, ": gantry tilt of ", degrees, " degrees kept: the affine is sheared, and the voxel spacing "
+                     "is along the slice normal");
+    }
+  }
   // Voxel (i, j, k) = (column, row, slice). LPS -> RAS flips the first two world axes.
   Affine a{};
-  const auto& p0 = *slices.front().info.image_position;
   std::array<double, 3> kdir = normal;
-  if (d > 1) {
+  if (d > 1 && !corrected) {
     const auto& pl = *slices.back().info.image_position;
     for (int r = 0; r < 3; ++r) kdir[r] = (pl[r] - p0[r]) / static_cast<double>(d - 1);
+  } else if (d > 1) {
+    const double mean_step = (slices.back().along - slices.front().along) / static_cast<double>(d - 1);
+    for (int r = 0; r < 3; ++r) kdir[r] = normal[r] * mean_step;
   } else {
     for (int r = 0; r < 3; ++r) kdir[r] = normal[r] * first.slice_thickness.value_or(1.0);
   }

@@ -16,6 +16,10 @@ struct SeriesOptions {
   double spacing_tolerance = 0.1;
   /// Accept missing slices and uneven spacing (the affine then uses the mean step; a warning is logged).
   bool allow_irregular = false;
+  /// Gantry tilt (each slice displaced within its plane from the last, so the stack is sheared):
+  /// resample the slices onto one orthogonal grid, widened to hold them all, as dcm2niix does; the
+  /// affine then has no shear. false keeps the slices as stored, with the shear in the affine.
+  bool correct_tilt = true;
 };
 
 /// Reads every DICOM file of one series in `dir` (non-DICOM files are skipped) into [D,H,W] HU,
@@ -23,6 +27,7 @@ struct SeriesOptions {
 /// The affine comes from ImagePositionPatient/ImageOrientationPatient/PixelSpacing and the slice
 /// positions, converted from DICOM LPS to RAS. Mixed series, duplicate positions, missing slices,
 /// inconsistent spacing or orientation and differing slice sizes throw medvlp::Error naming the folder.
+/// A tilted series is corrected (logged with its angle) unless `options.correct_tilt` is false.
 Volume read_ct_series(const std::string& dir, const SeriesOptions& options = {});
 
 }  // namespace medvlp::io
