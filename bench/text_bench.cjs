@@ -4,7 +4,7 @@
 "use strict";
 const fs = require("fs");
 const path = require("path");
-const { Tokenizer } = require(path.join(__dirname, "../tools/js/node_modules/@huggingface/tokenizers"));
+const { Tokenizer } = require(path.join(__dirname, "../third_party/js/node_modules/@huggingface/tokenizers"));
 const work = process.argv[2];
 const vocabList = fs.readFileSync(path.join(work, "vocab.txt"), "utf8").split("\n").filter((l) => l.length);
 const vocab = Object.fromEntries(vocabList.map((t, i) => [t, i]));

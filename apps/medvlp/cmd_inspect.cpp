@@ -42,25 +42,12 @@ void add_stats(nlohmann::json& j, const at::Tensor& values) {
   if (bad > 0) j["nonfinite"] = bad;
 }
 
-// The header of a NIfTI file or of a .hdr/.img pair (NIfTI-1 pair, ANALYZE 7.5), or "".
-std::string nifti_header(const std::string& path) {
-  for (const char* s : {".nii", ".nii.gz", ".hdr", ".hdr.gz"})
-    if (io::has_suffix(path, s)) return path;
-  for (const char* s : {".img", ".img.gz"})
-    if (io::has_suffix(path, s)) {
-      const std::string stem = path.substr(0, path.size() - std::strlen(s));
-      for (const char* h : {".hdr", ".hdr.gz"})
-        if (io::path_exists(stem + h)) return stem + h;
-    }
-  return "";
-}
-
 // One JSON object per input; `saved` collects the decoded values for --save.
 nlohmann::json inspect(const std::string& path, bool ras, bool keep_tilt, io::TensorMap* saved, io::Volume* volume) {
   nlohmann::json j;
   j["path"] = path;
   const bool series = std::filesystem::is_directory(path);
-  const std::string header = series ? "" : nifti_header(path);
+  const std::string header = series ? "" : io::nifti_header_of(path);
   if (series || !header.empty()) {
     io::SeriesOptions options;
     options.correct_tilt = !keep_tilt;

@@ -24,13 +24,6 @@ std::string parent_dir(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-// NIfTI files and .hdr/.img pairs (NIfTI-1 pairs, ANALYZE 7.5) named by their header.
-bool is_nifti(const std::string& path) {
-  for (const char* s : {".nii", ".nii.gz", ".hdr", ".hdr.gz"})
-    if (io::has_suffix(path, s)) return true;
-  return false;
-}
-
 }  // namespace
 
 ManifestDataset::ManifestDataset(const std::string& manifest_path, const std::string& split,
@@ -82,12 +75,13 @@ Sample ManifestDataset::load(const ManifestEntry& e) const {
   Sample s;
   s.id = e.id;
   s.patient_id = e.patient_id;
-  if (is_nifti(e.image_path) || io::is_directory(e.image_path)) {
-    io::Volume v = is_nifti(e.image_path) ? io::read_nifti(e.image_path) : io::read_ct_series(e.image_path);
+  const std::string nifti = io::nifti_header_of(e.image_path);  // "" for a slice folder or a 2D image
+  if (!nifti.empty() || io::is_directory(e.image_path)) {
+    io::Volume v = !nifti.empty() ? io::read_nifti(nifti) : io::read_ct_series(e.image_path);
     // A metadata rescale (CT-RATE's RescaleSlope/Intercept) applies to stored values; a NIfTI whose
     // header already rescales them holds Hounsfield units, and a second rescale would shift it
     // ~1000 HU down (CT-RATE's later "fixed" volumes).
-    const bool header_scaled = is_nifti(e.image_path) && io::nifti_rescales(e.image_path);
+    const bool header_scaled = !nifti.empty() && io::nifti_rescales(nifti);
     if ((e.slope != 1.0 || e.intercept != 0.0) && !header_scaled) v.data = v.data * e.slope + e.intercept;
     if (e.spacing.size() == 3) {
       // The metadata's voxel size replaces the header's: rescale the affine's columns to match.

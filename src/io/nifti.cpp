@@ -346,6 +346,18 @@ Volume read_nifti(const std::string& path, bool all_volumes) {
   return v;
 }
 
+std::string nifti_header_of(const std::string& path) {
+  for (const char* s : {".nii", ".nii.gz", ".hdr", ".hdr.gz"})
+    if (has_suffix(path, s)) return path;
+  for (const char* s : {".img", ".img.gz"})
+    if (has_suffix(path, s)) {
+      const std::string stem = path.substr(0, path.size() - std::strlen(s));
+      for (const char* h : {".hdr", ".hdr.gz"})
+        if (path_exists(stem + h)) return stem + h;
+    }
+  return "";
+}
+
 bool nifti_rescales(const std::string& path) {
   init_nifti();
   MEDVLP_CHECK(file_size(path) >= 0, path, ": cannot open NIfTI file (missing or unreadable)");

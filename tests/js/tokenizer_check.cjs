@@ -1,5 +1,5 @@
 // Compares `medvlp tokenize` with Hugging Face's tokenizers (the pure-JS @huggingface/tokenizers,
-// installed under tools/js by scripts/install-deps) on generated text: WordPiece (BERT) and CLIP's
+// installed under third_party/js by scripts/install-deps) on generated text: WordPiece (BERT) and CLIP's
 // byte-level BPE, on vocabularies this script writes. Skipped when the library is missing, failed under CI=true.
 //   node tests/js/tokenizer_check.cjs MEDVLP_BINARY WORK_DIR [SENTENCES]
 "use strict";
@@ -10,9 +10,9 @@ const { execFileSync } = require("child_process");
 const [medvlp, work, count = "1500"] = process.argv.slice(2);
 let Tokenizer;
 try {
-  ({ Tokenizer } = require(path.join(__dirname, "../../tools/js/node_modules/@huggingface/tokenizers")));
+  ({ Tokenizer } = require(path.join(__dirname, "../../third_party/js/node_modules/@huggingface/tokenizers")));
 } catch (e) {
-  const reason = "@huggingface/tokenizers is not installed (scripts/install-deps installs it into tools/js)";
+  const reason = "@huggingface/tokenizers is not installed (scripts/install-deps installs it into third_party/js)";
   // In CI a missing reference fails: a comparison that quietly stops comparing hides what it was for.
   if (["true", "1", "yes"].includes(String(process.env.CI || "").toLowerCase())) {
     console.log(`FAIL: ${reason} (CI=true: a missing reference fails instead of skipping)`);

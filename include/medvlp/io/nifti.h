@@ -22,6 +22,11 @@ Volume read_nifti(const std::string& path, bool all_volumes = false);
 void write_nifti(const std::string& path, const Volume& volume, const std::string& datatype = "float32",
                  double scl_slope = 1.0, double scl_inter = 0.0);
 
+/// The header file that `read_nifti` takes for `path`: the path itself when it names a .nii, .nii.gz,
+/// .hdr or .hdr.gz file, the .hdr (or .hdr.gz) beside an .img/.img.gz image file of a pair, else ""
+/// (not a NIfTI or ANALYZE name). Decides by name only; nothing is read.
+std::string nifti_header_of(const std::string& path);
+
 /// Whether the file's header rescales its stored values: scl_slope is valid (finite, not 0, as
 /// nibabel reads it) and the pair is not the identity (1, 0).
 bool nifti_rescales(const std::string& path);
