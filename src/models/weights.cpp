@@ -1,10 +1,13 @@
 #include "medvlp/models/weights.h"
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "medvlp/core/config.h"
@@ -214,10 +217,71 @@ LoadReport load_weights(torch::nn::Module& module, const std::string& family, co
   return report;
 }
 
+io::TensorMap read_weight_tensors(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::string file = path;
+  if (fs::is_directory(path)) {
+    const fs::path dir(path);
+    if (fs::exists(dir / "model.safetensors")) {
+      file = (dir / "model.safetensors").string();
+    } else if (fs::exists(dir / "model.safetensors.index.json")) {
+      file = (dir / "model.safetensors.index.json").string();
+    } else {
+      throw Error(path + ": a folder of weights must hold model.safetensors or model.safetensors.index.json "
+                         "(a Hugging Face model folder); name the safetensors file instead");
+    }
+  }
+  const std::string index_suffix = ".index.json";
+  if (file.size() < index_suffix.size() || file.compare(file.size() - index_suffix.size(), index_suffix.size(), index_suffix) != 0)
+    return io::load_safetensors(file).tensors;
+
+  // A sharded checkpoint, as transformers' save_pretrained(max_shard_size=...) writes it.
+  std::ifstream in(file);
+  MEDVLP_CHECK(in.good(), file, ": cannot open the sharded checkpoint's index");
+  nlohmann::json index;
+  try {
+    in >> index;
+  } catch (const std::exception& e) {
+    throw Error(file + ": not valid JSON (" + e.what() + ")");
+  }
+  MEDVLP_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(), file,
+               ": expected a JSON object with a \"weight_map\" object from tensor name to shard file");
+  std::map<std::string, std::vector<std::string>> by_shard;
+  for (const auto& [name, shard] : index["weight_map"].items()) {
+    MEDVLP_CHECK(shard.is_string(), file, ": weight_map.", name, ": expected a shard file name, got ", shard.dump());
+    const std::string shard_name = shard.get<std::string>();
+    MEDVLP_CHECK(!shard_name.empty() && shard_name.find('/') == std::string::npos && shard_name != "..", file,
+                 ": weight_map.", name, ": \"", shard_name, "\" is not a file name beside the index");
+    by_shard[shard_name].push_back(name);
+  }
+  MEDVLP_CHECK(!by_shard.empty(), file, ": weight_map is empty");
+  const fs::path dir = fs::path(file).parent_path();
+  io::TensorMap out;
+  for (const auto& [shard_name, names] : by_shard) {
+    const std::string shard_path = (dir / shard_name).string();
+    MEDVLP_CHECK(fs::exists(shard_path), file, ": shard ", shard_name, " (", names.size(),
+                 names.size() == 1 ? " tensor" : " tensors", ", e.g. ", names.front(), ") is missing: no ", shard_path);
+    io::TensorMap tensors = io::load_safetensors(shard_path).tensors;
+    for (const auto& name : names) {
+      auto it = tensors.find(name);
+      MEDVLP_CHECK(it != tensors.end(), file, ": weight_map puts ", name, " in ", shard_name, ", which does not hold it");
+      MEDVLP_CHECK(out.emplace(name, std::move(it->second)).second, file, ": ", name, " is held by ", shard_name,
+                   " and by another shard");
+      tensors.erase(it);
+    }
+    // Tensors the index does not list are read too, as transformers loads each shard whole; one that
+    // another shard also holds is ambiguous.
+    for (auto& [name, t] : tensors)
+      MEDVLP_CHECK(out.emplace(name, std::move(t)).second, file, ": ", name, " is held by ", shard_name,
+                   " and by another shard");
+  }
+  return out;
+}
+
 LoadReport load_weights_file(torch::nn::Module& module, const std::string& family, const std::string& path,
                              LoadOptions options) {
   if (options.source == "weights") options.source = path;
-  return load_weights(module, family, io::load_safetensors(path).tensors, options);
+  return load_weights(module, family, read_weight_tensors(path), options);
 }
 
 io::TensorMap export_weights(const torch::nn::Module& module, const std::string& family, const std::string& format,

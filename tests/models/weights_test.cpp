@@ -2,7 +2,11 @@
 // export round trips, and the composed model's freezing and config-driven loading.
 #include "medvlp/models/weights.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "../testing_util.h"
@@ -94,6 +98,66 @@ TEST(Weights, HalfPrecisionFilesLoadIntoFloatParameters) {
   const at::Tensor w = b->named_parameters()["blocks.0.attn.qkv.weight"];
   EXPECT_EQ(w.scalar_type(), torch::kFloat);
   EXPECT_TRUE(torch::equal(w, half["blocks.0.attn.qkv.weight"].to(torch::kFloat)));
+}
+
+// Hugging Face's sharded layout (transformers' save_pretrained with max_shard_size): shards named
+// model-0000K-of-0000N.safetensors and model.safetensors.index.json whose "weight_map" names each
+// tensor's shard. Read from the index or from the folder, the weights equal the unsharded file's.
+TEST(Weights, ShardedCheckpointsAndModelFoldersAsHuggingFaceWritesThem) {
+  torch::manual_seed(0);
+  Vit a(small_vit()), b(small_vit()), c(small_vit());
+  const TensorMap all = export_weights(*a, "vit", "timm");
+  medvlp::testing_util::TempDir dir;
+  const std::string folder = dir.path() + "/vit-small";
+  std::filesystem::create_directories(folder);
+  TensorMap first, second;
+  nlohmann::json map = nlohmann::json::object();
+  size_t k = 0;
+  for (const auto& [name, t] : all) {
+    const bool one = k++ < all.size() / 2;
+    (one ? first : second)[name] = t;
+    map[name] = one ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  medvlp::io::save_safetensors(folder + "/model-00001-of-00002.safetensors", first);
+  medvlp::io::save_safetensors(folder + "/model-00002-of-00002.safetensors", second);
+  const auto write_index = [&](const nlohmann::json& weight_map) {
+    std::ofstream(folder + "/model.safetensors.index.json")
+        << nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}.dump(2);
+  };
+  write_index(map);
+  const TensorMap read = read_weight_tensors(folder);
+  ASSERT_EQ(read.size(), all.size());
+  for (const auto& [name, t] : all) EXPECT_TRUE(torch::equal(read.at(name), t)) << name;
+  EXPECT_TRUE(load_weights_file(*b, "vit", folder + "/model.safetensors.index.json", format("timm")).complete());
+  for (const auto& item : a->named_parameters())
+    EXPECT_TRUE(torch::equal(b->named_parameters()[item.key()], item.value())) << item.key();
+
+  // A folder with one model.safetensors is read as that file.
+  medvlp::testing_util::TempDir single;
+  medvlp::io::save_safetensors(single.path() + "/model.safetensors", all);
+  EXPECT_TRUE(load_weights_file(*c, "vit", single.path(), format("timm")).complete());
+
+  // Broken layouts name the index and what is wrong.
+  const std::string index = folder + "/model.safetensors.index.json";
+  nlohmann::json moved = map;
+  moved[all.begin()->first] = "model-00002-of-00002.safetensors";
+  write_index(moved);
+  EXPECT_ERROR_CONTAINS(read_weight_tensors(index),
+                        index + ": weight_map puts " + all.begin()->first + " in model-00002-of-00002.safetensors, "
+                                "which does not hold it");
+  nlohmann::json missing = map;
+  missing[all.begin()->first] = "model-00003-of-00003.safetensors";
+  write_index(missing);
+  EXPECT_ERROR_CONTAINS(read_weight_tensors(index), index + ": shard model-00003-of-00003.safetensors (1 tensor, e.g. " +
+                                                        all.begin()->first + ") is missing");
+  medvlp::io::save_safetensors(folder + "/model-00002-of-00002.safetensors", all);  // also holds the first shard's
+  write_index(map);
+  EXPECT_ERROR_CONTAINS(read_weight_tensors(index), "and by another shard");
+  std::ofstream(index) << "{\"weight_map\": [1, 2]}";
+  EXPECT_ERROR_CONTAINS(read_weight_tensors(index), index + ": expected a JSON object with a \"weight_map\" object");
+  std::ofstream(index) << "{\"weight_map\": {\"x\": \"../model.safetensors\"}}";
+  EXPECT_ERROR_CONTAINS(read_weight_tensors(index), "is not a file name beside the index");
+  EXPECT_ERROR_CONTAINS(read_weight_tensors(dir.path()), "must hold model.safetensors or model.safetensors.index.json");
 }
 
 TEST(Weights, RgbStemAndAnotherGridAreAdapted) {

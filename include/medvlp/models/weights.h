@@ -55,7 +55,14 @@ std::string import_name(const std::string& family, const std::string& format, co
 LoadReport load_weights(torch::nn::Module& module, const std::string& family, const io::TensorMap& tensors,
                         const LoadOptions& options);
 
-/// Reads a safetensors file and calls load_weights().
+/// Reads pretrained weights saved the ways Hugging Face saves them: one safetensors file; a sharded
+/// checkpoint's index (`*.safetensors.index.json`, whose "weight_map" names each tensor's shard file,
+/// the shards beside it); or a model folder holding `model.safetensors` or
+/// `model.safetensors.index.json`. A missing shard, a tensor missing from the shard the index names,
+/// a tensor in two shards or a malformed index throws medvlp::Error naming the file.
+io::TensorMap read_weight_tensors(const std::string& path);
+
+/// Reads weights with read_weight_tensors() and calls load_weights().
 LoadReport load_weights_file(torch::nn::Module& module, const std::string& family, const std::string& path,
                              LoadOptions options);
 
