@@ -84,10 +84,67 @@ std::shared_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
   }
 }
 
+// A special token in tokenizer_config.json: a string, or an AddedToken object {"content": ...}.
+std::string special_token(const nlohmann::json& config, const char* key, const std::string& fallback,
+                          const std::string& path) {
+  if (!config.contains(key) || config[key].is_null()) return fallback;
+  const nlohmann::json& v = config[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  throw Error(path + ": " + key + ": expected a token string or {\"content\": ...}, got " + v.dump());
+}
+
+// A Hugging Face model folder: its tokenizer.json when it has one (the fast tokenizer, complete),
+// else the slow tokenizer's files with tokenizer_config.json's options, as transformers reads them.
+std::shared_ptr<Tokenizer> load_tokenizer_folder(const std::string& dir) {
+  const auto in = [&](const char* name) { return dir + "/" + name; };
+  if (io::path_exists(in("tokenizer.json"))) {
+    auto t = load_tokenizer_json(in("tokenizer.json"));
+    MEDVLP_CHECK(t != nullptr, in("tokenizer.json"), ": expected a Hugging Face tokenizer (an object with a \"model\")");
+    return t;
+  }
+  nlohmann::json config = nlohmann::json::object();
+  if (io::path_exists(in("tokenizer_config.json"))) {
+    try {
+      config = nlohmann::json::parse(io::read_file(in("tokenizer_config.json")));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(in("tokenizer_config.json") + ": invalid JSON (" + e.what() + ")");
+    }
+    MEDVLP_CHECK(config.is_object(), in("tokenizer_config.json"), ": expected a JSON object");
+  }
+  const std::string cfg = in("tokenizer_config.json");
+  const auto flag = [&](const char* key, bool fallback) {
+    if (!config.contains(key) || config[key].is_null()) return fallback;
+    MEDVLP_CHECK(config[key].is_boolean(), cfg, ": ", key, ": expected true or false, got ", config[key].dump());
+    return config[key].get<bool>();
+  };
+  if (io::path_exists(in("vocab.txt"))) {  // BertTokenizer
+    WordPieceOptions o;
+    o.lowercase = flag("do_lower_case", true);
+    o.handle_chinese_chars = flag("tokenize_chinese_chars", true);
+    if (config.contains("strip_accents") && !config["strip_accents"].is_null())
+      o.strip_accents = flag("strip_accents", false) ? 1 : 0;
+    o.unk = special_token(config, "unk_token", o.unk, cfg);
+    o.cls = special_token(config, "cls_token", o.cls, cfg);
+    o.sep = special_token(config, "sep_token", o.sep, cfg);
+    o.pad = special_token(config, "pad_token", o.pad, cfg);
+    o.mask = special_token(config, "mask_token", o.mask, cfg);
+    return WordPieceTokenizer::load(in("vocab.txt"), o);
+  }
+  if (io::path_exists(in("vocab.json")) && io::path_exists(in("merges.txt")))  // CLIPTokenizer
+    return ClipBpeTokenizer::load(in("vocab.json"), in("merges.txt"));
+  for (const char* name : {"spiece.model", "sentencepiece.bpe.model", "tokenizer.model"})
+    if (io::path_exists(in(name))) return SentencePieceTokenizer::load(in(name));
+  throw Error(dir + ": no tokenizer in this folder: expected tokenizer.json, vocab.txt (BERT), vocab.json + "
+                    "merges.txt (CLIP) or a SentencePiece model (spiece.model, sentencepiece.bpe.model, tokenizer.model)");
+}
+
 }  // namespace
 
 std::shared_ptr<Tokenizer> load_tokenizer(const TokenizerSpec& spec) {
   MEDVLP_CHECK(!spec.model.empty(), "tokenizer ", spec.kind, ": no model/vocabulary file given");
+  // A Hugging Face model folder says itself which tokenizer it holds.
+  if (io::is_directory(spec.model)) return load_tokenizer_folder(spec.model);
   // A Hugging Face tokenizer.json names its own kind and options.
   if (spec.merges.empty())
     if (auto hf = load_tokenizer_json(spec.model)) return hf;

@@ -118,6 +118,33 @@ fs.writeFileSync(path.join(work, "wordpiece.tokenizer.json"), JSON.stringify(wpJ
 failures += compare("WordPiece tokenizer.json", wpJs, medvlpIds(["--model", path.join(work, "wordpiece.tokenizer.json")]),
   (i) => vocab[i]);
 
+// Hugging Face model folders: the slow tokenizer's vocab.txt with tokenizer_config.json's options
+// (uncased, then cased: do_lower_case false keeps case and accents, as BertNormalizer with
+// lowercase false and strip_accents null does), and a folder whose tokenizer.json takes precedence.
+function folder(name, files) {
+  const dir = path.join(work, name);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, file), text);
+  return dir;
+}
+const vocabText = vocab.join("\n") + "\n";
+const bertConfig = (lower) => JSON.stringify({ do_lower_case: lower, tokenize_chinese_chars: true, strip_accents: null,
+  unk_token: "[UNK]", cls_token: "[CLS]", sep_token: "[SEP]", pad_token: "[PAD]",
+  mask_token: { __type: "AddedToken", content: "[MASK]", lstrip: true, normalized: false, rstrip: false, single_word: false },
+  tokenizer_class: "BertTokenizer" });
+failures += compare("WordPiece model folder (uncased)", wpJs,
+  medvlpIds(["--model", folder("bert-uncased", { "vocab.txt": vocabText, "tokenizer_config.json": bertConfig(true) })]),
+  (i) => vocab[i]);
+const casedJson = { ...wpJson, normalizer: { ...wpJson.normalizer, lowercase: false } };
+const casedJs = sentences.map((s) => new Tokenizer(casedJson, { do_lower_case: false }).encode(s, { add_special_tokens: false }).ids);
+failures += compare("WordPiece model folder (cased)", casedJs,
+  medvlpIds(["--model", folder("bert-cased", { "vocab.txt": vocabText, "tokenizer_config.json": bertConfig(false) })]),
+  (i) => vocab[i]);
+failures += compare("WordPiece model folder with tokenizer.json", casedJs,
+  medvlpIds(["--model", folder("bert-fast", { "tokenizer.json": JSON.stringify(casedJson), "vocab.txt": vocabText,
+                                              "tokenizer_config.json": bertConfig(true) })]),
+  (i) => vocab[i]);
+
 // --------------------------------------------------------------------------------- CLIP BPE
 // GPT-2's byte table, the 256 characters and their word-final forms, then merges learned here.
 const byteChar = [];
@@ -189,6 +216,10 @@ failures += compare("CLIP BPE", clipJs,
 // As tokenizer.json, with merges as "a b" strings and as ["a", "b"] pairs (tokenizers >= 0.20).
 fs.writeFileSync(path.join(work, "clip.tokenizer.json"), JSON.stringify(clipJson));
 failures += compare("CLIP BPE tokenizer.json", clipJs, medvlpIds(["--model", path.join(work, "clip.tokenizer.json")]),
+  (i) => clipTokens[i]);
+failures += compare("CLIP BPE model folder", clipJs,
+  medvlpIds(["--model", folder("clip", { "vocab.json": JSON.stringify(clipVocab), "merges.txt": "#version: 0.2\n" + merges.join("\n") + "\n",
+                                         "tokenizer_config.json": JSON.stringify({ tokenizer_class: "CLIPTokenizer" }) })]),
   (i) => clipTokens[i]);
 const pairs = { ...clipJson, model: { ...clipJson.model, merges: merges.map((m) => m.split(" ")) } };
 fs.writeFileSync(path.join(work, "clip_pairs.tokenizer.json"), JSON.stringify(pairs));

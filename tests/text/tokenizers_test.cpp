@@ -112,6 +112,28 @@ TEST(TokenizerJson, OptionsAreReadAndUnsupportedPipelinesNamed) {
   EXPECT_ERROR_CONTAINS(load_tokenizer(spec), "model.type \"Unigram\": expected WordPiece or BPE");
 }
 
+// Hugging Face model folders (tokens checked against the JS reference in
+// Tokenizers.MatchHuggingFaceTokenizersJs): tokenizer_config.json's special tokens, strings or
+// AddedToken objects, are those of the vocabulary; a folder without a tokenizer says what it wants.
+TEST(TokenizerFolder, ConfigSpecialTokensAndMissingFilesNamed) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/bert");
+  write(dir.path() + "/bert/vocab.txt", "<pad>\n<unk>\n<s>\n</s>\n<mask>\nCafé\ncafé\n");
+  write(dir.path() + "/bert/tokenizer_config.json",
+        R"({"do_lower_case": false, "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>", "pad_token": "<pad>",
+            "mask_token": {"__type": "AddedToken", "content": "<mask>"}})");
+  TokenizerSpec spec;
+  spec.model = dir.path() + "/bert";
+  const auto t = load_tokenizer(spec);
+  EXPECT_EQ(t->encode_plain("Café café <mask>"), (std::vector<int64_t>{5, 6, 4}));
+  EXPECT_EQ(t->encode_plain("Cafe"), (std::vector<int64_t>{1}));  // cased: no accent stripping either
+  write(dir.path() + "/bert/tokenizer_config.json", R"({"do_lower_case": "yes"})");
+  EXPECT_ERROR_CONTAINS(load_tokenizer(spec), "tokenizer_config.json: do_lower_case: expected true or false, got \"yes\"");
+  std::filesystem::create_directories(dir.path() + "/empty");
+  spec.model = dir.path() + "/empty";
+  EXPECT_ERROR_CONTAINS(load_tokenizer(spec), "/empty: no tokenizer in this folder: expected tokenizer.json, vocab.txt");
+}
+
 TEST(WordPiece, VocabularyFilesAreValidated) {
   TempDir dir;
   EXPECT_ERROR_CONTAINS(WordPieceTokenizer::load(dir.path() + "/none.txt"), "none.txt: cannot open");
