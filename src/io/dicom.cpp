@@ -204,6 +204,56 @@ void apply_lut_sequence(DcmDataset* ds, const std::string& path, at::Tensor& val
   values = lut.index_select(0, index.flatten()).view(values.sizes());
 }
 
+// PALETTE COLOR: stored indices -> R, G, B (and alpha when present) through the Palette Color
+// Lookup Tables, as pydicom's apply_color_lut maps them: indices below the first mapped value take
+// the first entry, those past the table the last; the entries' depth (8 or 16 bits) is the data
+// length over the number of entries. values: [F,1,H,W] indices -> [F,C,H,W] LUT values.
+at::Tensor apply_palette(DcmDataset* ds, const std::string& path, const at::Tensor& values, bool is_signed) {
+  MEDVLP_CHECK(!ds->tagExists(DCM_SegmentedRedPaletteColorLookupTableData), path,
+               ": segmented palette colour lookup tables are not supported");
+  const auto desc = get_doubles(ds, DCM_RedPaletteColorLookupTableDescriptor);
+  MEDVLP_CHECK(desc.size() == 3, path, ": RedPaletteColorLookupTableDescriptor must have 3 values, got ", desc.size());
+  const int64_t entries = desc[0] == 0 ? 65536 : static_cast<int64_t>(desc[0]);
+  int64_t first = static_cast<int64_t>(desc[1]);
+  if (is_signed && first > 32767) first -= 65536;  // US/SS: signed pixels may map from a negative value
+  std::vector<at::Tensor> channels;
+  const DcmTagKey tables[] = {DCM_RedPaletteColorLookupTableData, DCM_GreenPaletteColorLookupTableData,
+                              DCM_BluePaletteColorLookupTableData, DCM_AlphaPaletteColorLookupTableData};
+  const char* names[] = {"Red", "Green", "Blue", "Alpha"};
+  const at::Tensor index = (values.select(1, 0).to(torch::kInt64) - first).clamp(0, entries - 1);
+  for (int c = 0; c < 4; ++c) {
+    DcmElement* data = nullptr;
+    if (ds->findAndGetElement(tables[c], data).bad() || data == nullptr) {
+      MEDVLP_CHECK(c == 3, path, ": PALETTE COLOR without ", names[c], "PaletteColorLookupTableData");
+      break;
+    }
+    const int64_t length = static_cast<int64_t>(data->getLength());
+    MEDVLP_CHECK(length == entries || length == 2 * entries, path, ": ", names[c], "PaletteColorLookupTableData has ",
+                 length, " bytes for ", entries, " entries (expected 8 or 16 bits per entry)");
+    at::Tensor lut;
+    if (length == 2 * entries) {
+      Uint16* words = nullptr;
+      MEDVLP_CHECK(data->getUint16Array(words).good() && words != nullptr, path, ": cannot read ", names[c],
+                   "PaletteColorLookupTableData");
+      lut = torch::from_blob(words, {entries}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF);
+    } else {
+      // 8-bit entries packed two to a 16-bit OW word, the first in the low byte: read by words,
+      // they are the same in either byte order (a big-endian file stores each word's high byte
+      // first; DCMTK's dcmconv converts them so, and pydicom 2.3, taking the file's bytes in order,
+      // reads such a file's entries pairwise swapped).
+      Uint16* words = nullptr;
+      MEDVLP_CHECK(data->getUint16Array(words).good() && words != nullptr, path, ": cannot read ", names[c],
+                   "PaletteColorLookupTableData");
+      std::vector<uint8_t> bytes(static_cast<size_t>(entries));
+      for (size_t i = 0; i < bytes.size(); ++i)
+        bytes[i] = static_cast<uint8_t>(i % 2 == 0 ? words[i / 2] & 0xFF : words[i / 2] >> 8);
+      lut = torch::from_blob(bytes.data(), {entries}, torch::kUInt8).to(torch::kInt32);
+    }
+    channels.push_back(lut.to(torch::kFloat32).index_select(0, index.flatten()).view(index.sizes()));
+  }
+  return torch::stack(channels, 1);
+}
+
 }  // namespace
 
 bool looks_like_dicom(const std::string& path) {
@@ -262,9 +312,10 @@ DicomImage read_dicom(const std::string& path) {
   MEDVLP_CHECK(info.bits_stored >= 1 && info.bits_stored <= info.bits_allocated, path, ": BitsStored ",
                info.bits_stored, " must be within 1..BitsAllocated (", info.bits_allocated, ")");
   const bool mono = info.photometric == "MONOCHROME1" || info.photometric == "MONOCHROME2";
-  MEDVLP_CHECK((mono && info.samples_per_pixel == 1) || (info.photometric == "RGB" && info.samples_per_pixel == 3),
+  const bool palette = info.photometric == "PALETTE COLOR";
+  MEDVLP_CHECK(((mono || palette) && info.samples_per_pixel == 1) || (info.photometric == "RGB" && info.samples_per_pixel == 3),
                path, ": photometric interpretation '", info.photometric, "' with ", info.samples_per_pixel,
-               " samples per pixel is not supported (expected MONOCHROME1/2 with 1 sample or RGB with 3)");
+               " samples per pixel is not supported (expected MONOCHROME1/2 or PALETTE COLOR with 1 sample or RGB with 3)");
   const int64_t bytes = info.bits_allocated / 8;
   const int64_t frame_values = info.rows * info.columns * info.samples_per_pixel;
   const int64_t expected = frame_values * info.frames * bytes;
@@ -351,6 +402,7 @@ DicomImage read_dicom(const std::string& path) {
     apply_lut_sequence(ds, path, v64);
     values = v64.to(torch::kFloat32);
   }
+  if (palette) values = apply_palette(ds, path, values, info.is_signed);
   out.pixels = values.contiguous();
   return out;
 }

@@ -16,8 +16,8 @@ namespace medvlp::io {
 at::Tensor read_image(const std::string& path) {
   if (!has_suffix(path, ".dcm") && !has_suffix(path, ".dicom") && !looks_like_dicom(path)) return read_grey_image(path);
   at::Tensor shown = to_display(read_dicom(path));
-  if (shown.size(0) == 3) {
-    // ITU-R BT.601 luma, as OpenCV's RGB->GRAY.
+  if (shown.size(0) >= 3) {
+    // ITU-R BT.601 luma, as OpenCV's RGB->GRAY (a palette's alpha channel, if any, is left out).
     shown = (0.299 * shown[0] + 0.587 * shown[1] + 0.114 * shown[2]).unsqueeze(0);
   }
   return shown.contiguous();

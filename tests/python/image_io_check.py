@@ -24,7 +24,7 @@ try:
     import numpy as np
     import torch
     import pydicom
-    from pydicom.pixel_data_handlers.util import apply_modality_lut
+    from pydicom.pixel_data_handlers.util import apply_color_lut, apply_modality_lut
     import nibabel as nib
 except ImportError as e:  # pragma: no cover
     unavailable(f"{e} (Debian: python3-pydicom python3-gdcm python3-nibabel python3-torch)")
@@ -59,6 +59,9 @@ def pydicom_values(path):
     arr = ds.pixel_array
     spp = int(ds.get("SamplesPerPixel", 1))
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if str(ds.PhotometricInterpretation) == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, ds).astype(np.float64)  # [frames,] rows, cols, channels
+        return ds, rgb.reshape(frames, int(ds.Rows), int(ds.Columns), rgb.shape[-1]).transpose(0, 3, 1, 2)
     if spp == 1:
         arr = apply_modality_lut(arr, ds).astype(np.float64)
         arr = arr.reshape(frames, 1, int(ds.Rows), int(ds.Columns))
@@ -184,6 +187,81 @@ def un_checks():
         if meta.get(key) != ref:
             failures.append(f"VR UN: {key} {meta.get(key)!r} vs pydicom {ref!r}")
     expect("elements stored as UN", 1)
+
+
+def palette_checks():
+    """PALETTE COLOR images through the DICOM standard's well-known palettes that pydicom ships (8-bit
+    entries) and through a 16-bit table mapping from index 100, little- and big-endian, against
+    pydicom's apply_color_lut."""
+    from pydicom.data import get_palette_files
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    rows, cols = 40, 64
+
+    def write(name, indices, bits, palette):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = os.path.join(WORK, name)
+        ds = FileDataset(path, pydicom.Dataset(), file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.PatientID = "OT", "palette"
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "PALETTE COLOR"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+        for colour in ("Red", "Green", "Blue"):
+            for part in ("Descriptor", "Data"):
+                keyword = f"{colour}PaletteColorLookupTable{part}"
+                ds.add(pydicom.DataElement(pydicom.datadict.tag_for_keyword(keyword), palette[keyword][0],
+                                           palette[keyword][1]))
+        ds.PixelData = indices.astype("<u1" if bits == 8 else "<u2").tobytes()
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(path, write_like_original=False)
+        return path
+
+    def from_file(palette_name):
+        src = pydicom.dcmread(get_palette_files(palette_name)[0])
+        out = {}
+        for colour in ("Red", "Green", "Blue"):
+            for part in ("Descriptor", "Data"):
+                el = src[f"{colour}PaletteColorLookupTable{part}"]
+                out[f"{colour}PaletteColorLookupTable{part}"] = (el.VR, el.value)
+        return out
+
+    gradient = np.add.outer(np.arange(rows) * 3, np.arange(cols) * 2) % 256
+    files = [write("palette_pet.dcm", gradient, 8, from_file("pet.dcm")),
+             write("palette_hotiron.dcm", gradient[::-1], 8, from_file("hotiron.dcm"))]
+    rng = np.random.default_rng(4)
+    table = {}
+    for k, colour in enumerate(("Red", "Green", "Blue")):
+        table[f"{colour}PaletteColorLookupTableDescriptor"] = ("US", [3000, 100, 16])
+        table[f"{colour}PaletteColorLookupTableData"] = ("OW", rng.integers(0, 65536, 3000).astype("<u2").tobytes())
+    indices16 = rng.integers(0, 3400, (rows, cols))  # below 100 and past 3099 clip to the ends
+    files.append(write("palette_16bit.dcm", indices16, 16, table))
+    if shutil.which("dcmconv") is None:
+        unavailable("DCMTK's dcmconv not found (Debian: dcmtk)")
+    for path in files:
+        check_dicom(path, os.path.basename(path))
+    # Big-endian copies (DCMTK's dcmconv) decode to the little-endian originals' colours. Compared with
+    # pydicom's decode of the original: pydicom 2.3's apply_color_lut takes a big-endian file's table
+    # bytes as little-endian, so it swaps the bytes of 16-bit entries and the order of 8-bit pairs.
+    if shutil.which("dcmconv") is None:
+        unavailable("DCMTK's dcmconv not found (Debian: dcmtk)")
+    for src in (files[0], files[2]):
+        big = src.replace(".dcm", "_bigendian.dcm")
+        r = subprocess.run(["dcmconv", "+tb", src, big], capture_output=True, text=True)
+        if r.returncode != 0:
+            failures.append(f"dcmconv +tb {src} failed: {r.stderr.strip()}")
+            continue
+        _, ref = pydicom_values(src)
+        meta, saved = medvlp(big)
+        diff = np.abs(saved["pixels"].double().numpy() - ref).max()
+        if meta["transfer_syntax"] != "1.2.840.10008.1.2.2" or diff != 0:
+            failures.append(f"{os.path.basename(big)}: {meta['transfer_syntax_name']}, differs from the original by {diff}")
+        else:
+            compared.append(big)
+            print(f"  {os.path.basename(big)}: Big Endian Explicit, equal to pydicom's decode of the original")
+    expect("PALETTE COLOR images", 5)
 
 
 def nifti_checks():
@@ -318,6 +396,7 @@ def main():
     print("DICOM vs pydicom", pydicom.__version__)
     dicom_checks()
     un_checks()
+    palette_checks()
     print("NIfTI vs nibabel", nib.__version__)
     nifti_checks()
     print("compared per category: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
