@@ -254,6 +254,17 @@ at::Tensor apply_palette(DcmDataset* ds, const std::string& path, const at::Tens
   return torch::stack(channels, 1);
 }
 
+// YBR_FULL -> RGB as pydicom's convert_color_space computes it: float32 products with its
+// coefficients, + 0.5, floor, clipped to 0..255. ybr: [..., 3] values 0..255.
+at::Tensor ybr_full_to_rgb(const at::Tensor& ybr) {
+  const auto c = [](double v) { return static_cast<float>(v); };
+  const at::Tensor m = torch::tensor({1.0f, 1.0f, 1.0f, 0.0f, c(-0.114 * 1.772 / 0.587), c(1.772), c(1.402),
+                                      c(-0.299 * 1.402 / 0.587), 0.0f})
+                           .view({3, 3});
+  const at::Tensor centred = ybr.to(torch::kFloat32) - torch::tensor({0.0f, 128.0f, 128.0f});
+  return (torch::matmul(centred, m) + 0.5f).floor_().clamp_(0.0f, 255.0f);
+}
+
 }  // namespace
 
 bool looks_like_dicom(const std::string& path) {
@@ -313,9 +324,34 @@ DicomImage read_dicom(const std::string& path) {
                info.bits_stored, " must be within 1..BitsAllocated (", info.bits_allocated, ")");
   const bool mono = info.photometric == "MONOCHROME1" || info.photometric == "MONOCHROME2";
   const bool palette = info.photometric == "PALETTE COLOR";
-  MEDVLP_CHECK(((mono || palette) && info.samples_per_pixel == 1) || (info.photometric == "RGB" && info.samples_per_pixel == 3),
+  const bool ybr = info.photometric == "YBR_FULL" || info.photometric == "YBR_FULL_422";
+  MEDVLP_CHECK(((mono || palette) && info.samples_per_pixel == 1) ||
+                   ((info.photometric == "RGB" || ybr) && info.samples_per_pixel == 3),
                path, ": photometric interpretation '", info.photometric, "' with ", info.samples_per_pixel,
-               " samples per pixel is not supported (expected MONOCHROME1/2 or PALETTE COLOR with 1 sample or RGB with 3)");
+               " samples per pixel is not supported (expected MONOCHROME1/2 or PALETTE COLOR with 1 sample, RGB, "
+               "YBR_FULL or YBR_FULL_422 with 3)");
+  MEDVLP_CHECK(!ybr || (info.bits_allocated == 8 && !info.is_signed), path, ": ", info.photometric, " with ",
+               info.bits_allocated, "-bit ", info.is_signed ? "signed " : "", "samples is not supported (expected 8-bit unsigned)");
+  if (info.photometric == "YBR_FULL_422" && !x.isEncapsulated()) {
+    // Uncompressed 4:2:2 (a decoder would have turned JPEG's into RGB): each pair of pixels is stored
+    // as Y1 Y2 Cb Cr, the chroma shared, as pydicom's numpy handler expands it.
+    const int64_t pixels = info.frames * info.rows * info.columns;
+    const int64_t stored = (pixels + 1) / 2 * 4;
+    const int64_t length = static_cast<int64_t>(pixel_el->getLength());
+    MEDVLP_CHECK(length >= stored, path, ": YBR_FULL_422 pixel data is truncated: ", length, " bytes, expected ", stored);
+    Uint8* p = nullptr;
+    MEDVLP_CHECK(pixel_el->getUint8Array(p).good() && p != nullptr, path, ": cannot read 8-bit pixel data");
+    at::Tensor ybr_values = torch::empty({pixels, 3}, torch::kUInt8);
+    auto y = ybr_values.accessor<uint8_t, 2>();
+    for (int64_t i = 0; i < pixels; ++i) {
+      const int64_t pair = (i / 2) * 4;
+      y[i][0] = p[pair + (i % 2)];
+      y[i][1] = p[pair + 2];
+      y[i][2] = p[pair + 3];
+    }
+    out.pixels = ybr_full_to_rgb(ybr_values).view({info.frames, info.rows, info.columns, 3}).permute({0, 3, 1, 2}).contiguous();
+    return out;
+  }
   const int64_t bytes = info.bits_allocated / 8;
   const int64_t frame_values = info.rows * info.columns * info.samples_per_pixel;
   const int64_t expected = frame_values * info.frames * bytes;
@@ -403,6 +439,7 @@ DicomImage read_dicom(const std::string& path) {
     values = v64.to(torch::kFloat32);
   }
   if (palette) values = apply_palette(ds, path, values, info.is_signed);
+  if (ybr) values = ybr_full_to_rgb(values.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
   out.pixels = values.contiguous();
   return out;
 }

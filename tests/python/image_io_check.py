@@ -109,7 +109,7 @@ def dicom_checks():
         "MR_small_expb.dcm": 0, "MR_small_RLE.dcm": 0, "MR_small_jpeg_ls_lossless.dcm": 0, "image_dfl.dcm": 0,
         "rtdose.dcm": 0, "rtdose_1frame.dcm": 0,
         "rtdose_rle.dcm": 0, "rtdose_expb.dcm": 0, "JPEG-lossy.dcm": 2, "JPGExtended.dcm": 2,
-        "SC_rgb_jpeg_dcmtk.dcm": 3, "SC_rgb_dcmtk_+eb+cr.dcm": 3, "SC_rgb_rle.dcm": 0, "SC_rgb_rle_16bit.dcm": 0, "SC_rgb_rle_2frame.dcm": 0, "SC_rgb_small_odd.dcm": 0,
+        "SC_rgb_jpeg_dcmtk.dcm": 3, "SC_ybr_full_422_uncompressed.dcm": 1, "SC_rgb_dcmtk_+eb+cr.dcm": 3, "SC_rgb_rle.dcm": 0, "SC_rgb_rle_16bit.dcm": 0, "SC_rgb_rle_2frame.dcm": 0, "SC_rgb_small_odd.dcm": 0,
         "ExplVR_BigEnd.dcm": 0, "MR_small_padded.dcm": 0,
     }
     if not os.path.isdir(TEST_FILES):
@@ -148,6 +148,32 @@ def dicom_checks():
                 failures.append(f"{label}: lossless decode differs from the original by {d}")
         check_dicom(out, f"{os.path.basename(base)} as {label}", tol)
     expect("files re-encoded by DCMTK", len(tools))
+
+
+def ybr_checks():
+    """Uncompressed and RLE YBR_FULL (the pixels of pydicom's SC_rgb_rle_2frame.dcm turned into
+    YCbCr by pydicom), compared with pydicom's values converted to RGB as its convert_color_space
+    does; pydicom's own uncompressed YBR_FULL_422 file is among the shipped files above."""
+    from pydicom.pixel_data_handlers.util import convert_color_space
+    from pydicom.uid import ExplicitVRLittleEndian
+    src = pydicom.dcmread(os.path.join(TEST_FILES, "SC_rgb_rle_2frame.dcm"))
+    ybr = convert_color_space(src.pixel_array, "RGB", "YBR_FULL")
+    src.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    src.PhotometricInterpretation, src.PlanarConfiguration = "YBR_FULL", 0
+    src.PixelData = ybr.astype(np.uint8).tobytes()
+    src.is_little_endian, src.is_implicit_VR = True, False
+    plain = os.path.join(WORK, "ybr_full.dcm")
+    src.save_as(plain, write_like_original=False)
+    check_dicom(plain, "YBR_FULL, uncompressed, 2 frames", 1)
+    if shutil.which("dcmcrle") is None:
+        unavailable("DCMTK's dcmcrle not found (Debian: dcmtk)")
+    rle = os.path.join(WORK, "ybr_full_rle.dcm")
+    r = subprocess.run(["dcmcrle", plain, rle], capture_output=True, text=True)
+    if r.returncode != 0:
+        failures.append(f"dcmcrle {plain} failed: {r.stderr.strip()}")
+    else:
+        check_dicom(rle, "YBR_FULL, RLE, 2 frames", 1)
+    expect("YBR_FULL images", 2)
 
 
 def un_checks():
@@ -395,6 +421,7 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     print("DICOM vs pydicom", pydicom.__version__)
     dicom_checks()
+    ybr_checks()
     un_checks()
     palette_checks()
     print("NIfTI vs nibabel", nib.__version__)
