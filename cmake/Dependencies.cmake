@@ -40,3 +40,11 @@ else()
   set(MEDVLP_YAML_TARGET yaml-cpp)
 endif()
 
+# The Debian package's dependencies come from dpkg-shlibdeps, which names the Debian packages of the
+# linked libraries; a LibTorch from a Python wheel (the CUDA build) belongs to no package and would
+# make it fail, so such a package declares no dependencies (cmake/Install.cmake).
+if(Torch_DIR MATCHES "^/usr/")
+  set(MEDVLP_DEB_SHLIBDEPS ON)
+else()
+  set(MEDVLP_DEB_SHLIBDEPS OFF)
+endif()
