@@ -67,12 +67,13 @@ EvalOptions parse_eval_options(const core::ConfigNode& node, const std::vector<s
   return o;
 }
 
-namespace {
 std::vector<std::string> with_anatomy(const std::vector<std::string>& texts, const std::string& anatomy) {
   std::vector<std::string> out;
   for (const auto& t : texts) out.push_back(text::replace_all(t, "{anatomy}", anatomy));
   return out;
 }
+
+namespace {
 
 at::Tensor mean_prompt(models::VlpModel& model, const text::Tokenizer& tokenizer, const std::vector<std::string>& texts,
                        int64_t max_len, const c10::Device& device) {

@@ -16,7 +16,6 @@
 #include "medvlp/losses/tag_loss.h"
 #include "medvlp/text/factory.h"
 #include "medvlp/text/sentencepiece_tokenizer.h"
-#include "medvlp/text/unicode.h"
 #include "medvlp/text/wordpiece.h"
 
 namespace medvlp::train {
@@ -379,7 +378,7 @@ nlohmann::json Experiment::evaluate(eval::Predictions* predictions, const std::s
       // them, so that it does not say where to look.
       std::vector<std::string> texts;
       for (const auto& a : p.anatomies)
-        for (const auto& t : p.positive) texts.push_back(text::replace_all(t, "{anatomy}", a));
+        for (auto& t : eval::with_anatomy(p.positive, a)) texts.push_back(std::move(t));
       prompts.emplace_back(p.finding, texts);
     }
     r["localization"] = eval::localize(model, eval_set, *tokenizer, prompts, eval.localization, eval.max_text_len,

@@ -28,6 +28,9 @@ struct FindingPrompts {
   std::vector<std::string> anatomies;
 };
 
+/// `texts` with "{anatomy}" replaced by `anatomy`: a per-anatomy prompt made concrete.
+std::vector<std::string> with_anatomy(const std::vector<std::string>& texts, const std::string& anatomy);
+
 /// Evaluation settings (the `eval` config section).
 struct EvalOptions {
   std::string split = "test";
