@@ -19,8 +19,8 @@ LabelSet LabelSet::load(const std::string& path, const Lexicon& lexicon) {
                  ": expected a mapping with `labels:` (label -> [lexicon findings])");
     for (const auto& kv : root) {
       const std::string k = kv.first.as<std::string>();
-      MEDVLP_CHECK(k == "name" || k == "labels" || k == "no_finding", path, ": ", k,
-                   ": unknown key (expected name, labels, no_finding)");
+      MEDVLP_CHECK(k == "name" || k == "labels" || k == "no_finding" || k == "implied", path, ": ", k,
+                   ": unknown key (expected name, labels, no_finding, implied)");
     }
     LabelSet set;
     set.name_ = root["name"] ? root["name"].as<std::string>() : path;
@@ -64,6 +64,21 @@ LabelSet LabelSet::load(const std::string& path, const Lexicon& lexicon) {
     for (const auto& n : set.names_)
       set.counts_for_no_finding_.push_back(
           n != set.no_finding_ && std::find(ignore.begin(), ignore.end(), n) == ignore.end() ? 1 : 0);
+    // Which labels take the statements the lexicon's normal phrases imply ("lungs are clear" ->
+    // no consolidation, ...): all of them unless `implied` lists some.
+    set.takes_implied_.assign(set.names_.size(), 1);
+    if (const YAML::Node im = root["implied"]) {
+      MEDVLP_CHECK(im.IsSequence(), path, ": implied: expected a list of labels (those that count statements implied by "
+                                          "the lexicon's normal phrases)");
+      set.takes_implied_.assign(set.names_.size(), 0);
+      for (const auto& x : im) {
+        const std::string label = x.as<std::string>();
+        const auto it = std::find(set.names_.begin(), set.names_.end(), label);
+        MEDVLP_CHECK(it != set.names_.end() && label != set.no_finding_, path, ": implied: \"", label,
+                     "\" is not a label of this set");
+        set.takes_implied_[static_cast<size_t>(it - set.names_.begin())] = 1;
+      }
+    }
     return set;
   });
 }
@@ -76,7 +91,8 @@ std::vector<float> LabelSet::apply(const ParsedReport& report) const {
     if (names_[k] == no_finding_) continue;
     int state = 0;  // 0 unmentioned, 1 absent, 2 uncertain, 3 present: CheXpert's priority
     for (const Triplet& t : report.triplets)
-      if (std::find(findings_[k].begin(), findings_[k].end(), t.finding) != findings_[k].end())
+      if ((!t.implied || takes_implied_[k]) &&
+          std::find(findings_[k].begin(), findings_[k].end(), t.finding) != findings_[k].end())
         state = std::max(state, t.existence == Existence::kPresent ? 3 : t.existence == Existence::kUncertain ? 2 : 1);
     out[k] = state == 3 ? 1.f : state == 2 ? -1.f : state == 1 ? 0.f : kBlank;
     if (state >= 2 && counts_for_no_finding_[k]) finding = true;

@@ -14,7 +14,9 @@ namespace medvlp::text {
 /// CheXpert's rule.
 class LabelSet {
  public:
-  /// Reads `path` ({name, no_finding: {label, ignore: [labels]}, labels: {label: [findings]}}).
+  /// Reads `path` ({name, no_finding: {label, ignore: [labels]}, labels: {label: [findings]},
+  /// implied: [labels]}); `implied`, when given, lists the only labels that count statements implied
+  /// by the lexicon's normal phrases (all do without it).
   /// medvlp::Error naming the file and key for unknown keys, a finding `lexicon` does not have,
   /// an empty or duplicate label, or an ignored label that is not in the set.
   static LabelSet load(const std::string& path, const Lexicon& lexicon);
@@ -22,7 +24,8 @@ class LabelSet {
   /// The labels in output order: the no-finding label first (as CheXpert's CSVs), then file order.
   const std::vector<std::string>& names() const { return names_; }
   /// Per label of names(): 1 positive (a finding stated present), -1 uncertain (none present, one
-  /// uncertain), 0 negative (all mentions absent, normal statements included), NaN unmentioned
+  /// uncertain), 0 negative (all mentions absent, normal statements included where the label takes
+  /// them), NaN unmentioned
   /// (CheXpert's blank). The no-finding label is 1 when no label outside its `ignore` list is
   /// positive or uncertain, else NaN.
   std::vector<float> apply(const ParsedReport& report) const;
@@ -32,6 +35,7 @@ class LabelSet {
   std::vector<std::string> names_;
   std::vector<std::vector<std::string>> findings_;  // per label of names_ (empty for the no-finding label)
   std::vector<char> counts_for_no_finding_;        // per label of names_
+  std::vector<char> takes_implied_;                // per label of names_: counts normal-phrase statements
 };
 
 }  // namespace medvlp::text
