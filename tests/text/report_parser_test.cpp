@@ -239,6 +239,9 @@ TEST(LabelSet, ChexpertAndChestXray14Values) {
   std::ofstream(dir.path() + "/bad2.yaml") << "no_finding: {label: Normal, ignore: [Devices]}\nlabels: {Edema: [edema]}\n";
   EXPECT_ERROR_CONTAINS(LabelSet::load(dir.path() + "/bad2.yaml", cxr().lexicon()),
                         "no_finding.ignore: \"Devices\" is not a label of this set");
+  std::ofstream(dir.path() + "/bad3.yaml") << "labels: {Edema: [edema]}\nimplied: [Heart]\n";
+  EXPECT_ERROR_CONTAINS(LabelSet::load(dir.path() + "/bad3.yaml", cxr().lexicon()),
+                        "bad3.yaml: implied: \"Heart\" is not a label of this set");
 }
 
 // The CheXpert labeler's own output on its four sample reports (tests/data/reference/chexpert_labeler,
