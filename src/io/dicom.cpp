@@ -181,6 +181,18 @@ bool has_decoder(E_TransferSyntax xfer) {
   }
 }
 
+// `n` 16-bit LUT entries as DCMTK holds them (host order) -> int32 values 0..65535.
+at::Tensor unsigned_words(const Uint16* words, int64_t n) {
+  return torch::from_blob(const_cast<Uint16*>(words), {n}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF);
+}
+
+// A lookup table applied as pydicom applies LUTs: stored values below the first mapped value take
+// the first entry, values past the table the last.
+at::Tensor look_up(const at::Tensor& lut, const at::Tensor& values, int64_t first, int64_t entries) {
+  const at::Tensor index = (values.to(torch::kInt64) - first).clamp(0, entries - 1);
+  return lut.index_select(0, index.flatten()).view(index.sizes());
+}
+
 // pydicom's apply_modality_lut for a Modality LUT Sequence: values below the first mapped value
 // take the first entry, values past the table the last.
 void apply_lut_sequence(DcmDataset* ds, const std::string& path, at::Tensor& values) {
@@ -198,10 +210,7 @@ void apply_lut_sequence(DcmDataset* ds, const std::string& path, at::Tensor& val
   MEDVLP_CHECK(data->getUint16Array(words).good() && words != nullptr, path, ": LUTData is not 16-bit");
   const int64_t have = static_cast<int64_t>(data->getLength() / 2);
   MEDVLP_CHECK(have >= entries, path, ": LUTData has ", have, " entries, LUTDescriptor says ", entries);
-  const at::Tensor lut =
-      torch::from_blob(words, {entries}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF).to(torch::kFloat64);
-  at::Tensor index = (values.to(torch::kInt64) - first).clamp(0, entries - 1);
-  values = lut.index_select(0, index.flatten()).view(values.sizes());
+  values = look_up(unsigned_words(words, entries).to(torch::kFloat64), values, first, entries);
 }
 
 // PALETTE COLOR: stored indices -> R, G, B (and alpha when present) through the Palette Color
@@ -220,7 +229,6 @@ at::Tensor apply_palette(DcmDataset* ds, const std::string& path, const at::Tens
   const DcmTagKey tables[] = {DCM_RedPaletteColorLookupTableData, DCM_GreenPaletteColorLookupTableData,
                               DCM_BluePaletteColorLookupTableData, DCM_AlphaPaletteColorLookupTableData};
   const char* names[] = {"Red", "Green", "Blue", "Alpha"};
-  const at::Tensor index = (values.select(1, 0).to(torch::kInt64) - first).clamp(0, entries - 1);
   for (int c = 0; c < 4; ++c) {
     DcmElement* data = nullptr;
     if (ds->findAndGetElement(tables[c], data).bad() || data == nullptr) {
@@ -230,26 +238,21 @@ at::Tensor apply_palette(DcmDataset* ds, const std::string& path, const at::Tens
     const int64_t length = static_cast<int64_t>(data->getLength());
     MEDVLP_CHECK(length == entries || length == 2 * entries, path, ": ", names[c], "PaletteColorLookupTableData has ",
                  length, " bytes for ", entries, " entries (expected 8 or 16 bits per entry)");
+    Uint16* words = nullptr;
+    MEDVLP_CHECK(data->getUint16Array(words).good() && words != nullptr, path, ": cannot read ", names[c],
+                 "PaletteColorLookupTableData");
     at::Tensor lut;
     if (length == 2 * entries) {
-      Uint16* words = nullptr;
-      MEDVLP_CHECK(data->getUint16Array(words).good() && words != nullptr, path, ": cannot read ", names[c],
-                   "PaletteColorLookupTableData");
-      lut = torch::from_blob(words, {entries}, torch::kInt16).to(torch::kInt32).bitwise_and(0xFFFF);
+      lut = unsigned_words(words, entries);
     } else {
       // 8-bit entries packed two to a 16-bit OW word, the first in the low byte: read by words,
       // they are the same in either byte order (a big-endian file stores each word's high byte
       // first; DCMTK's dcmconv converts them so, and pydicom 2.3, taking the file's bytes in order,
       // reads such a file's entries pairwise swapped).
-      Uint16* words = nullptr;
-      MEDVLP_CHECK(data->getUint16Array(words).good() && words != nullptr, path, ": cannot read ", names[c],
-                   "PaletteColorLookupTableData");
-      std::vector<uint8_t> bytes(static_cast<size_t>(entries));
-      for (size_t i = 0; i < bytes.size(); ++i)
-        bytes[i] = static_cast<uint8_t>(i % 2 == 0 ? words[i / 2] & 0xFF : words[i / 2] >> 8);
-      lut = torch::from_blob(bytes.data(), {entries}, torch::kUInt8).to(torch::kInt32);
+      const at::Tensor w = unsigned_words(words, (entries + 1) / 2);
+      lut = torch::stack({w.bitwise_and(0xFF), w.bitwise_right_shift(8)}, 1).flatten().narrow(0, 0, entries);
     }
-    channels.push_back(lut.to(torch::kFloat32).index_select(0, index.flatten()).view(index.sizes()));
+    channels.push_back(look_up(lut.to(torch::kFloat32), values.select(1, 0), first, entries));
   }
   return torch::stack(channels, 1);
 }

@@ -1,7 +1,6 @@
 #include "medvlp/models/weights.h"
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -12,6 +11,7 @@
 
 #include "medvlp/core/config.h"
 #include "medvlp/core/error.h"
+#include "medvlp/io/files.h"
 #include "medvlp/models/vit.h"
 
 namespace medvlp::models {
@@ -231,17 +231,13 @@ io::TensorMap read_weight_tensors(const std::string& path) {
                          "(a Hugging Face model folder); name the safetensors file instead");
     }
   }
-  const std::string index_suffix = ".index.json";
-  if (file.size() < index_suffix.size() || file.compare(file.size() - index_suffix.size(), index_suffix.size(), index_suffix) != 0)
-    return io::load_safetensors(file).tensors;
+  if (!io::has_suffix(file, ".index.json")) return io::load_safetensors(file).tensors;
 
   // A sharded checkpoint, as transformers' save_pretrained(max_shard_size=...) writes it.
-  std::ifstream in(file);
-  MEDVLP_CHECK(in.good(), file, ": cannot open the sharded checkpoint's index");
   nlohmann::json index;
   try {
-    in >> index;
-  } catch (const std::exception& e) {
+    index = nlohmann::json::parse(io::read_file(file));
+  } catch (const nlohmann::json::exception& e) {
     throw Error(file + ": not valid JSON (" + e.what() + ")");
   }
   MEDVLP_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(), file,

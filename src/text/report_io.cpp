@@ -1,6 +1,5 @@
 #include "medvlp/text/report_io.h"
 
-#include <dlfcn.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -8,6 +7,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "../core/library_dir.h"
 #include "medvlp/core/error.h"
 #include "medvlp/io/csv.h"
 #include "medvlp/io/files.h"
@@ -22,9 +22,8 @@ namespace {
 // the install prefix the build was configured with: a package unpacked elsewhere (dpkg -x,
 // `cmake --install --prefix`, a relocated tree) still reads its own lexicons.
 std::string installed_configs() {
-  Dl_info info{};
-  if (::dladdr(reinterpret_cast<void*>(&installed_configs), &info) == 0 || info.dli_fname == nullptr) return {};
-  return (fs::path(info.dli_fname).parent_path() / MEDVLP_CONFIGS_FROM_LIBDIR).lexically_normal().string();
+  const std::string dir = core::library_dir();
+  return dir.empty() ? std::string() : (fs::path(dir) / MEDVLP_CONFIGS_FROM_LIBDIR).lexically_normal().string();
 }
 
 std::vector<std::string> config_roots() {

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "../core/library_dir.h"
 #include "medvlp/core/error.h"
 #include "spm_plugin/spm_plugin.h"
 
@@ -24,14 +25,9 @@ struct SpmApi {
 
 std::string plugin_path() {
   if (const char* env = std::getenv("MEDVLP_SPM_PLUGIN")) return env;
-  Dl_info info{};
   // The plugin is installed next to libmedvlp.so (build tree and install tree alike).
-  if (::dladdr(reinterpret_cast<void*>(&plugin_path), &info) && info.dli_fname) {
-    std::string self = info.dli_fname;
-    const auto slash = self.find_last_of('/');
-    if (slash != std::string::npos) return self.substr(0, slash) + "/libmedvlp_spm.so";
-  }
-  return "libmedvlp_spm.so";
+  const std::string dir = core::library_dir();
+  return dir.empty() ? "libmedvlp_spm.so" : dir + "/libmedvlp_spm.so";
 }
 
 const SpmApi& api() {

@@ -176,6 +176,24 @@ def ybr_checks():
     expect("YBR_FULL images", 2)
 
 
+def modality_lut_checks():
+    """A Modality LUT Sequence in place of the rescale (pydicom's CT slice given a 2048-entry table
+    from stored value 100, so values below and past it clip), against pydicom's apply_modality_lut."""
+    from pydicom.sequence import Sequence
+    ds = pydicom.dcmread(os.path.join(TEST_FILES, "CT_small.dcm"))
+    del ds.RescaleSlope, ds.RescaleIntercept
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [2048, 100, 16]
+    item.LUTExplanation, item.ModalityLUTType = "test table", "HU"
+    rng = np.random.default_rng(11)
+    item.add(pydicom.DataElement(0x00283006, "OW", rng.integers(0, 65536, 2048).astype("<u2").tobytes()))
+    ds.ModalityLUTSequence = Sequence([item])
+    out = os.path.join(WORK, "ct_modality_lut.dcm")
+    ds.save_as(out)
+    check_dicom(out, "CT_small with a Modality LUT Sequence")
+    expect("Modality LUT Sequence", 1)
+
+
 def un_checks():
     """Elements stored with VR UN (as archives and anonymizers leave them) are read through the data
     dictionary, as pydicom does: wrong modality, UIDs or rescale values would pass unnoticed."""
@@ -422,6 +440,7 @@ def main():
     print("DICOM vs pydicom", pydicom.__version__)
     dicom_checks()
     ybr_checks()
+    modality_lut_checks()
     un_checks()
     palette_checks()
     print("NIfTI vs nibabel", nib.__version__)
