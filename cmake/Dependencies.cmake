@@ -21,6 +21,8 @@ find_library(MEDVLP_DEFLATE_LIBRARY deflate REQUIRED)
 add_library(medvlp_nifti INTERFACE)
 target_include_directories(medvlp_nifti SYSTEM INTERFACE ${MEDVLP_NIFTI_INCLUDE})
 target_link_libraries(medvlp_nifti INTERFACE ${MEDVLP_NIFTI2_LIBRARY} ${MEDVLP_ZNZ_LIBRARY} ${MEDVLP_DEFLATE_LIBRARY} ZLIB::ZLIB m)
+# TensorBoard event files: protoc compiles src/io/event.proto, libprotobuf serializes the records.
+find_package(Protobuf REQUIRED)
 find_package(nlohmann_json 3.9 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(PkgConfig REQUIRED)

@@ -1,5 +1,10 @@
 // medvlp eval [-c CONFIG] (--checkpoint CHECKPOINT_OR_RUN_DIR | --init) [-o eval.json]
-// Writes the figures (eval.json), the per-case scores (eval_predictions.csv) and the ROC curves (eval_roc.png).
+// Writes the figures (eval.json), the per-case scores (eval_predictions.csv) and the ROC curves (eval_roc.png);
+// for a checkpoint of a run, the figures, the ROC chart and the localization maps also go to the
+// run's TensorBoard events (RUN/tensorboard, tags eval/SPLIT/..., at the checkpoint's step).
+#include <dirent.h>
+
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
@@ -8,11 +13,28 @@
 #include "medvlp/core/error.h"
 #include "medvlp/eval/evaluator.h"
 #include "medvlp/eval/plot.h"
+#include "medvlp/io/event_file.h"
 #include "medvlp/io/files.h"
 #include "medvlp/train/checkpoint.h"
 #include "medvlp/train/experiment.h"
 
 namespace medvlp::app {
+
+namespace {
+
+// The PNG files directly in `dir`, sorted; none when it does not exist.
+std::vector<std::string> pngs_in(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* entry = ::readdir(d))
+      if (io::has_suffix(entry->d_name, ".png")) names.emplace_back(entry->d_name);
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
 
 Action add_eval(CLI::App& app) {
   struct Args {
@@ -49,6 +71,19 @@ Action add_eval(CLI::App& app) {
     io::write_file_atomic(out, result.dump(2) + "\n");
     std::cout << eval::format_eval_table(result) << "written to " << out << ", " << predictions_path
               << (eval::charts_available() ? " and " + stem + "_roc.png" : std::string()) << "\n";
+    const std::string run = args->model.checkpoint.empty() ? "" : train::run_dir_of(args->model.checkpoint);
+    if (!run.empty() && args->model.step >= 0) {
+      const std::string prefix = "eval/" + e.eval.split;
+      std::vector<io::SummaryValue> values;
+      io::append_json_scalars(&values, prefix, result);
+      if (eval::charts_available()) values.push_back({prefix + "/roc", 0.0, io::read_file(stem + "_roc.png")});
+      const std::string maps = stem + "_maps";
+      for (const std::string& name : pngs_in(maps))
+        values.push_back({prefix + "/maps/" + name.substr(0, name.size() - 4), 0.0, io::read_file(maps + "/" + name)});
+      io::EventFileWriter events(run + "/tensorboard");
+      events.write(args->model.step, values);
+      std::cout << "TensorBoard events (step " << args->model.step << "): " << events.path() << "\n";
+    }
     return 0;
   };
 }

@@ -54,6 +54,7 @@ struct ModelArgs {
   std::vector<std::string> sets;
   bool init = false;
   bool init_offered = false;
+  int64_t step = -1;  // the step of the checkpoint build() loaded (-1: none)
   /// Registers the options; a non-empty `init_help` adds --init, which excludes --checkpoint.
   void add_to(CLI::App& app, const std::string& checkpoint_help, const std::string& init_help = "");
   /// The experiment (no run folder) with the checkpoint's weights; `command` names the command in

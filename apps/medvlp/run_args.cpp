@@ -56,7 +56,11 @@ train::Experiment ModelArgs::build(const std::string& command) {
   MEDVLP_CHECK(!init_offered || !checkpoint.empty() || init, command, ": give --checkpoint DIR or --init");
   if (!checkpoint.empty()) checkpoint = resolve_checkpoint_arg(checkpoint);
   train::Experiment e = train::Experiment::build(load_config(config_path_for(config, checkpoint), sets, device), "");
-  if (!checkpoint.empty()) e.load_state_tensors(train::load_checkpoint(checkpoint).model);
+  if (!checkpoint.empty()) {
+    const train::Checkpoint c = train::load_checkpoint(checkpoint);
+    e.load_state_tensors(c.model);
+    step = c.state.value("step", int64_t{-1});
+  }
   return e;
 }
 

@@ -76,7 +76,7 @@ const char* const kRunFiles[] = {"checkpoints",     "metrics.jsonl",   "validati
                                  "vocab.txt",       "eval.json",       "eval_init.json",   "eval_predictions.csv",
                                  "eval_init_predictions.csv", "eval_roc.png", "eval_init_roc.png", "curves.png", "validation.png",
                                  "eval_maps",       "eval_init_maps",  "eval_best.json",   "eval_best_predictions.csv",
-                                 "eval_best_roc.png", "eval_best_maps"};
+                                 "eval_best_roc.png", "eval_best_maps", "tensorboard"};
 
 // The step_N name `run_dir/best` links to, or "".
 std::string best_name(const std::string& run_dir) {

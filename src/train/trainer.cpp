@@ -17,6 +17,7 @@
 #include "medvlp/core/error.h"
 #include "medvlp/core/torch_compat.h"
 #include "medvlp/eval/plot.h"
+#include "medvlp/io/event_file.h"
 #include "medvlp/io/files.h"
 
 namespace medvlp::train {
@@ -292,7 +293,16 @@ void Trainer::run_steps(int64_t until_step) {
   const std::string metrics_path = e_.run_dir + "/metrics.jsonl";
   const std::string validation_path = e_.run_dir + "/validation.jsonl";
   std::ofstream metrics_file, validation_file;
+  std::unique_ptr<io::EventFileWriter> events;
   if (writer) {
+    const std::string events_dir = e_.run_dir + "/tensorboard";
+    try {
+      io::truncate_event_files(events_dir, step_);
+    } catch (const std::exception& err) {
+      // TensorBoard's own readers stop at a damaged record too; the training run must not.
+      core::log_warn("TensorBoard event files in ", events_dir, " not truncated to step ", step_, ": ", err.what());
+    }
+    events = std::make_unique<io::EventFileWriter>(events_dir);
     truncate_metrics(metrics_path, step_);
     metrics_file.open(metrics_path, std::ios::app);
     MEDVLP_CHECK(metrics_file, metrics_path, ": cannot open for appending");
@@ -337,6 +347,9 @@ void Trainer::run_steps(int64_t until_step) {
       metrics_file << m.dump() << "\n" << std::flush;
       // A full disk must stop the run here, not leave a metrics log with silently missing steps.
       MEDVLP_CHECK(metrics_file.good(), metrics_path, ": write failed at step ", step_, " (", std::strerror(errno), ")");
+      std::vector<io::SummaryValue> scalars;
+      io::append_json_scalars(&scalars, "train", m, {"step"});
+      events->write(step_, scalars);
       if (!live) {
         char line[160];
         std::snprintf(line, sizeof(line), "step %lld/%lld loss %.4f lr %.2e %.1f img/s", static_cast<long long>(step_),
@@ -357,7 +370,7 @@ void Trainer::run_steps(int64_t until_step) {
     }
     if (e_.train.eval_every > 0 && step_ % e_.train.eval_every == 0) {
       if (live) std::fprintf(stderr, "\n");
-      if (validate(validation_file)) break;
+      if (validate(validation_file, events.get())) break;
     }
     if (e_.train.checkpoint_every > 0 && step_ % e_.train.checkpoint_every == 0 && step_ < target && saved_step_ != step_)
       save();
@@ -367,7 +380,7 @@ void Trainer::run_steps(int64_t until_step) {
   if (writer) write_training_charts(e_.run_dir);
 }
 
-bool Trainer::validate(std::ofstream& log) {
+bool Trainer::validate(std::ofstream& log, io::EventFileWriter* events) {
   // Rank 0 evaluates (the others wait in the broadcast of its decision), so that all stop together.
   double stop = 0.0;
   if (e_.writes_run()) {
@@ -390,6 +403,11 @@ bool Trainer::validate(std::ofstream& log) {
     line["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log << line.dump() << "\n" << std::flush;
     MEDVLP_CHECK(log.good(), e_.run_dir, "/validation.jsonl: write failed at step ", step_, " (", std::strerror(errno), ")");
+    if (events) {
+      std::vector<io::SummaryValue> scalars;
+      io::append_json_scalars(&scalars, "val", line, {"step", "best_step"});
+      events->write(step_, scalars);
+    }
     char text[200];
     std::snprintf(text, sizeof(text), "validation at step %lld: %s %.4f (best %.4f at step %lld)%s",
                   static_cast<long long>(step_), e_.train.eval_metric.c_str(), value, best_value_,

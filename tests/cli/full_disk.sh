@@ -31,7 +31,7 @@ status=0
 "$medvlp" --log-level warn train -c "$config" -o "$run" --set train.checkpoint_every=1 --set train.log_every=1 \
   --set train.steps=3 >/dev/null 2>"$work/err" || status=$?
 [ "$status" = 1 ] || fail "train on a full disk exited $status: $(cat "$work/err")"
-grep -Eq "^error: $run/(checkpoints/\.tmp_step_2_[0-9]+/[a-z_]+\.(safetensors|json)|metrics\.jsonl)[^ ]*: .*No space left on device" "$work/err" ||
+grep -Eq "^error: $run/(checkpoints/\.tmp_step_2_[0-9]+/[a-z_]+\.(safetensors|json)|metrics\.jsonl|tensorboard/events\.out\.tfevents\.[^ ]*)[^ ]*: .*No space left on device" "$work/err" ||
   fail "the error does not name the file and the full disk: $(cat "$work/err")"
 for f in model.safetensors optimizer.safetensors; do
   cmp -s "$work/measure/checkpoints/step_1/$f" "$run/checkpoints/step_1/$f" || fail "step_1/$f changed or is damaged"

@@ -29,7 +29,7 @@ fi
 grep -q 'model.image.name: unknown image encoder "resnet9000"' <<<"$err" || fail "config error: $err"
 [ "$(fingerprint)" = "$before" ] || fail "a failed --overwrite lost the earlier run"
 [ ! -e "$run/.replaced" ] || fail ".replaced left behind"
-[ "$(ls "$run" | LC_ALL=C sort | tr '\n' ' ')" = "checkpoints config.yaml curves.png metrics.jsonl tokenizer.model tokenizer.vocab train.log " ] ||
+[ "$(ls "$run" | LC_ALL=C sort | tr '\n' ' ')" = "checkpoints config.yaml curves.png metrics.jsonl tensorboard tokenizer.model tokenizer.vocab train.log " ] ||
   fail "run folder after a failed overwrite: $(ls "$run")"
 
 # eval and convert take the run folder (its newest checkpoint and its config.yaml).

@@ -10,6 +10,7 @@
 
 #include "../testing_util.h"
 #include "medvlp/core/config.h"
+#include "medvlp/io/event_file.h"
 #include "medvlp/train/checkpoint.h"
 #include "medvlp/train/optimizer.h"
 
@@ -97,6 +98,44 @@ TEST_F(TrainerTest, ResumingFromACheckpointContinuesExactly) {
   EXPECT_LE(max_diff(a.optimizer().state(), c.optimizer().state()), 1e-6);
   // The metrics log of the resumed run has each step once.
   EXPECT_EQ(read_metric(dir_.path() + "/split", "step"), (std::vector<double>{2, 4, 6, 8}));
+}
+
+TEST_F(TrainerTest, TensorBoardEventsMirrorTheMetricsLogAcrossAResume) {
+  const std::string run = dir_.path() + "/tb";
+  {
+    // Checkpoints at 4 and (the end) 6; the run is then resumed from 4, as after a crash at step 6.
+    auto first = make(run, {"train.checkpoint_every=4"});
+    train::Trainer t(first);
+    t.run(6);
+  }
+  auto second = make(run);
+  train::Trainer t(second);
+  t.resume(run + "/checkpoints/step_4");
+  t.run(8);
+  // Every event file of the run, in TensorBoard's order: each logged step once, with the values of
+  // metrics.jsonl (as float32).
+  std::vector<double> steps, losses, lrs;
+  for (const std::string& path : io::list_event_files(run + "/tensorboard")) {
+    const io::EventFile f = io::read_event_file(path);
+    EXPECT_FALSE(f.torn) << path;
+    ASSERT_FALSE(f.events.empty()) << path;
+    EXPECT_EQ(f.events[0].file_version, "brain.Event:2") << path;
+    for (const auto& e : f.events)
+      for (const auto& v : e.values) {
+        if (v.tag == "train/total_loss") steps.push_back(static_cast<double>(e.step)), losses.push_back(v.scalar);
+        if (v.tag == "train/lr") lrs.push_back(v.scalar);
+      }
+  }
+  EXPECT_EQ(io::list_event_files(run + "/tensorboard").size(), 2u);
+  EXPECT_EQ(steps, read_metric(run, "step"));
+  EXPECT_EQ(steps, (std::vector<double>{2, 4, 6, 8}));
+  const std::vector<double> logged = read_metric(run, "total_loss"), logged_lr = read_metric(run, "lr");
+  ASSERT_EQ(losses.size(), logged.size());
+  ASSERT_EQ(lrs.size(), logged_lr.size());
+  for (size_t i = 0; i < logged.size(); ++i) {
+    EXPECT_EQ(losses[i], static_cast<double>(static_cast<float>(logged[i]))) << i;
+    EXPECT_EQ(lrs[i], static_cast<double>(static_cast<float>(logged_lr[i]))) << i;
+  }
 }
 
 TEST_F(TrainerTest, TrainingLowersTheLoss) {

@@ -16,6 +16,10 @@
 #include "medvlp/train/experiment.h"
 #include "medvlp/train/optimizer.h"
 
+namespace medvlp::io {
+class EventFileWriter;
+}
+
 namespace medvlp::train {
 
 /// Runs an Experiment. Every step is a pure function of (weights, optimizer state, seed, step),
@@ -30,6 +34,9 @@ class Trainer {
   /// Throws medvlp::Error on a non-finite loss, before the update, so the last checkpoint stays good.
   /// A run that was not resumed refuses a run folder holding another run's checkpoints or metrics
   /// (see RunFolder), so it never truncates or prunes them.
+  /// What metrics.jsonl and validation.jsonl log also goes to a TensorBoard event file in
+  /// RUN/tensorboard/ (tags train/... and val/...); a resumed run first drops the events after the
+  /// step it resumes from.
   /// With train.eval_every, the val split is evaluated on the way (validation.jsonl), the best
   /// checkpoint by train.eval_metric is linked as RUN/best, and train.early_stop ends the run early.
   /// On several ranks (Experiment::group), every rank runs the same steps on its share of each
@@ -56,7 +63,7 @@ class Trainer {
  private:
   void run_steps(int64_t until_step);
   /// train.eval_every: evaluates the val split, logs it, keeps RUN/best; true when early stopping ends the run.
-  bool validate(std::ofstream& log);
+  bool validate(std::ofstream& log, io::EventFileWriter* events);
   Experiment& e_;
   std::vector<at::Tensor> params_;  // trainable tensors, for gradient clipping
   std::unique_ptr<AdamW> optimizer_;
