@@ -12,6 +12,8 @@ if(MEDVLP_BUILD_APPS)
   install(TARGETS medvlp_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
 install(DIRECTORY configs/ DESTINATION ${CMAKE_INSTALL_DATADIR}/medvlp/configs)
+# The Python loader of `medvlp export` folders, found beside the configs (export copies it along).
+install(FILES python/medvlp_model.py DESTINATION ${CMAKE_INSTALL_DATADIR}/medvlp/python)
 
 set(MEDVLP_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/medvlp)
 install(EXPORT medvlpTargets NAMESPACE medvlp:: DESTINATION ${MEDVLP_CMAKE_DIR})

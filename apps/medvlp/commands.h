@@ -21,6 +21,7 @@ Action add_zero_shot(CLI::App& app);
 Action add_synth(CLI::App& app);
 Action add_loss_check(CLI::App& app);
 Action add_convert(CLI::App& app);
+Action add_export(CLI::App& app);
 Action add_existence(CLI::App& app);
 Action add_parse_reports(CLI::App& app);
 Action add_tokenize(CLI::App& app);

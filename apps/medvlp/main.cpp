@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
       medvlp::app::add_loss_check);
   add("convert", "export an encoder's weights under torchvision / timm / Hugging Face names",
       medvlp::app::add_convert);
+  add("export", "write a trained model for Python (python/medvlp_model.py): encoders, heads, tokenizer, preprocessing",
+      medvlp::app::add_export);
   add("existence", "present/absent/uncertain for each sentence<TAB>term line", medvlp::app::add_existence);
   add("parse-reports", "reports -> sentences, <anatomy, finding, existence> triplets and labels (JSONL)",
       medvlp::app::add_parse_reports);

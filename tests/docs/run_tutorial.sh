@@ -12,9 +12,11 @@ awk '/^```sh$/ {on = 1; next} /^```$/ {on = 0} on' "$doc" > "$work/tutorial.sh"
 blocks=$(grep -c '^```sh$' "$doc")
 [ "$blocks" -ge 6 ] || { echo "FAIL: $doc has $blocks sh blocks, expected at least 6"; exit 1; }
 cd "$work"
-PATH="$work/bin:$PATH" bash -euo pipefail tutorial.sh
+# Debian's python3 (with python3-torch), as on a user's machine, ahead of any other on PATH.
+PATH="$work/bin:/usr/bin:$PATH" bash -euo pipefail tutorial.sh
 # What the tutorial says the run leaves behind.
-for f in run/eval.json run/eval_predictions.csv run/best scores.csv texts.safetensors; do
+for f in run/eval.json run/eval_predictions.csv run/best scores.csv texts.safetensors exported/export.json \
+         exported/medvlp_model.py; do
   [ -e "$f" ] || { echo "FAIL: the tutorial left no $f"; exit 1; }
 done
 [ -n "$(ls maps)" ] || { echo "FAIL: the tutorial's zero-shot --maps wrote no heat map"; exit 1; }

@@ -24,7 +24,8 @@ endif()
 run(dpkg-deb --extract "${debs}" "${WORK_DIR}/root")
 set(usr "${WORK_DIR}/root/usr")
 foreach(f lib/libmedvlp.so lib/libmedvlp_spm.so include/medvlp/core/config.h lib/cmake/medvlp/medvlpConfig.cmake
-          share/medvlp/configs/lexicons/chest_xray.yaml share/bash-completion/completions/medvlp)
+          share/medvlp/configs/lexicons/chest_xray.yaml share/bash-completion/completions/medvlp
+          share/medvlp/python/medvlp_model.py)
   if(NOT EXISTS "${usr}/${f}")
     message(FATAL_ERROR "the package has no /usr/${f}")
   endif()
