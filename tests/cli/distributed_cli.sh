@@ -24,7 +24,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 same() { /usr/bin/python3 "$src/tests/python/same_weights.py" "$1/model.safetensors" "$2/model.safetensors" 1e-5 ||
            fail "$1 and $2 differ"; }
 steps_logged() { /usr/bin/python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["step"]) for l in open(sys.argv[1])))' "$1"; }
-listing() { (cd "$1" && find . -path ./train.log -prune -o -print | LC_ALL=C sort | tr '\n' ' '); }
+# Event file names hold the time and the process id; one such file means rank 0 alone wrote one.
+listing() { (cd "$1" && find . -path ./train.log -prune -o -print | LC_ALL=C sort | sed 's/tfevents\..*/tfevents.*/' | tr '\n' ' '); }
 q=(--log-level warn)
 
 # --- equivalence: 1 rank x 8 = 2 ranks x 4 = 4 ranks x 2 ---
