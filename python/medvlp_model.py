@@ -9,9 +9,10 @@
 
 Supported (the rest raise NotImplementedError naming what is missing):
 - image encoders: medvlp's `small_cnn`; ResNet-18/34/50/101 (2D), built as torchvision's ResNet
-  (needs torchvision) from the export's torchvision-named weights;
-- text encoders: medvlp's `small_transformer`; BERT (`bert`, Hugging Face names, pooling cls, mean
-  or pooler) in plain PyTorch;
+  (needs torchvision) from the export's torchvision-named weights; ViT-S/B/L/16 (2D, timm's names)
+  in plain PyTorch;
+- text encoders: medvlp's `small_transformer`; BERT (`bert`, Hugging Face names, pooling cls, mean,
+  pooler or attention) in plain PyTorch;
 - tokenizers: SentencePiece (needs the `sentencepiece` module) and WordPiece from a vocab.txt
   (BERT's basic tokenization in plain Python).
 `medvlp_model.read_png(path)` reads an image file with OpenCV or Pillow, whichever is installed.
@@ -135,6 +136,66 @@ class TorchvisionResNet(nn.Module):
         return self.net(x)
 
 
+class Vit(nn.Module):
+    """ViT (2D) under timm's parameter names: class token, learned positions (resampled bicubically
+    for another input size), pre-LayerNorm blocks; pooled from the class token or the patch mean."""
+
+    _HEADS = {"vit_s16": 6, "vit_b16": 12, "vit_l16": 16}
+
+    def __init__(self, name, tensors, options):
+        super().__init__()
+        proj = tensors["patch_embed.proj.weight"]
+        dim = proj.shape[0]
+        self.heads = int(options.get("heads", self._HEADS[name]))
+        self.pooling = options.get("pooling", "token")
+        eps = 1e-6
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(proj.shape[1], dim, tuple(proj.shape[2:]), stride=tuple(proj.shape[2:]))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros_like(tensors["pos_embed"]))
+        patch = tuple(proj.shape[2:])
+        size = options.get("image_size", [224, 224])
+        self.base_grid = [size[0] // patch[0], size[1] // patch[1]]
+        blocks = []
+        while f"blocks.{len(blocks)}.attn.qkv.weight" in tensors:
+            i = len(blocks)
+            hidden = tensors[f"blocks.{i}.mlp.fc1.weight"].shape[0]
+            b = nn.Module()
+            b.norm1 = nn.LayerNorm(dim, eps=eps)
+            b.attn = nn.Module()
+            b.attn.qkv = nn.Linear(dim, 3 * dim, bias=f"blocks.{i}.attn.qkv.bias" in tensors)
+            b.attn.proj = nn.Linear(dim, dim)
+            b.norm2 = nn.LayerNorm(dim, eps=eps)
+            b.mlp = nn.Module()
+            b.mlp.fc1 = nn.Linear(dim, hidden)
+            b.mlp.fc2 = nn.Linear(hidden, dim)
+            blocks.append(b)
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        _load_strict(self, tensors, name, ignore=("head.",))
+
+    def forward(self, x):
+        x = self.patch_embed.proj(x)
+        grid = list(x.shape[2:])
+        x = x.flatten(2).transpose(1, 2)
+        B, _, C = x.shape
+        x = torch.cat([self.cls_token.expand(B, 1, C), x], 1)
+        pos = self.pos_embed
+        if grid != self.base_grid:
+            cells = pos[:, 1:].reshape(1, *self.base_grid, C).permute(0, 3, 1, 2)
+            cells = F.interpolate(cells, size=grid, mode="bicubic", align_corners=False).flatten(2).transpose(1, 2)
+            pos = torch.cat([pos[:, :1], cells], 1)
+        x = x + pos
+        keep = torch.ones(B, x.shape[1], dtype=torch.bool)
+        for b in self.blocks:
+            N = x.shape[1]
+            qkv = b.attn.qkv(b.norm1(x)).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+            x = x + b.attn.proj(_attention(qkv[0], qkv[1], qkv[2], keep).transpose(1, 2).reshape(B, N, C))
+            x = x + b.mlp.fc2(F.gelu(b.mlp.fc1(b.norm2(x))))
+        x = self.norm(x)
+        return x[:, 1:].mean(1) if self.pooling == "avg" else x[:, 0]
+
+
 # ---------------------------------------------------------------------------------------------
 # Text encoders: ids [B,L], mask [B,L] -> pooled features [B,C].
 
@@ -192,8 +253,6 @@ class Bert(nn.Module):
         super().__init__()
         self.heads = int(options.get("heads", 12))
         self.pooling = options.get("pooling", "cls")
-        if self.pooling == "attention":
-            raise NotImplementedError("BERT with pooling: attention is not supported by medvlp_model.py yet")
         self.sum_last = int(options.get("sum_last_layers", 1))
         eps = float(options.get("eps", 1e-12))
         vocab, hidden = tensors["embeddings.word_embeddings.weight"].shape
@@ -219,6 +278,9 @@ class Bert(nn.Module):
         self.encoder.layer = nn.ModuleList(layers)
         if "pooler.dense.weight" in tensors:
             self.pooler = nn.ModuleDict({"dense": nn.Linear(hidden, hidden)})
+        if self.pooling == "attention":
+            self.pool = nn.Module()
+            self.pool.query = nn.Parameter(torch.zeros(hidden))
         _load_strict(self, tensors, "bert")
 
     def forward(self, ids, mask):
@@ -245,6 +307,11 @@ class Bert(nn.Module):
             return torch.tanh(self.pooler["dense"](states[-1][:, 0]))
         if self.pooling == "mean":
             return _masked_mean(tokens, mask)
+        if self.pooling == "attention":
+            # A learned query's softmax weights over the real tokens.
+            scores = (tokens @ self.pool.query) / math.sqrt(tokens.shape[-1])
+            scores = scores.masked_fill(~mask.bool(), float("-inf"))
+            return (scores.softmax(1).unsqueeze(-1) * tokens).sum(1)
         return tokens[:, 0]
 
 
@@ -367,6 +434,8 @@ class MedvlpModel(nn.Module):
             self.image_encoder = SmallCnn(weights)
         elif name in ("resnet18", "resnet34", "resnet50", "resnet101"):
             self.image_encoder = TorchvisionResNet(int(name[6:]), weights, image["options"])
+        elif name in ("vit_s16", "vit_b16", "vit_l16"):
+            self.image_encoder = Vit(name, weights, image["options"])
         else:
             raise NotImplementedError(f"image encoder {name} is not supported by medvlp_model.py yet")
 

@@ -80,7 +80,12 @@ Action add_export(CLI::App& app) {
                              const std::vector<std::string>& extras) {
       const std::string format = models::native_format(family);
       const std::string file = part + "_encoder.safetensors";
-      io::save_safetensors(dir + "/" + file, models::export_weights(module, family, format, extras),
+      io::TensorMap tensors = models::export_weights(module, family, format, extras);
+      // medvlp's additions to the original architecture (an attention pool) keep medvlp's names.
+      for (const auto& p : module.named_parameters())
+        for (const std::string& extra : extras)
+          if (p.key().rfind(extra, 0) == 0) tensors[p.key()] = p.value().detach().cpu().contiguous();
+      io::save_safetensors(dir + "/" + file, tensors,
                            {{"format", "pt"}, {"medvlp_family", family}, {"medvlp_names", format}});
       nlohmann::json j = config.at("model").at(part);
       return nlohmann::json{{"name", j.value("name", std::string())}, {"family", family}, {"names", format},
