@@ -27,6 +27,8 @@ find_package(nlohmann_json 3.9 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+# JPEG 2000 DICOM pixel data, which DCMTK's free toolkit cannot decode.
+pkg_check_modules(OPENJPEG REQUIRED IMPORTED_TARGET libopenjp2)
 if(MEDVLP_BUILD_APPS)
   find_package(CLI11 REQUIRED)
 endif()

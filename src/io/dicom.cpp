@@ -5,6 +5,8 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcsequen.h>
 #include <dcmtk/dcmdata/dcuid.h>
@@ -26,6 +28,7 @@
 #include <torch/torch.h>
 
 #include "../core/large_tensor.h"
+#include "jpeg2000.h"
 #include "medvlp/core/error.h"
 
 namespace medvlp::io {
@@ -166,6 +169,101 @@ DicomInfo info_of(const Loaded& l, const std::string& path) {
   return info;
 }
 
+// JPEG 2000 pixel data (which DCMTK's free toolkit cannot decode) through OpenJPEG: the fragments
+// grouped into frames (one per frame, by the Basic Offset Table, or at each codestream start), each
+// frame decoded and written as the stored words the uncompressed path reads. As pydicom with GDCM
+// does, PixelRepresentation decides the sign when the codestream disagrees (its bits are read as
+// two's complement: J2K_pixelrep_mismatch), a codestream precision above BitsStored widens it, and
+// YBR_RCT/YBR_ICT come out as RGB (the decoder inverts the component transform).
+std::vector<uint8_t> decode_jpeg2000_frames(const std::string& path, DcmElement* pixel_el, E_TransferSyntax xfer,
+                                            DicomInfo* info) {
+  auto* pixel_data = dynamic_cast<DcmPixelData*>(pixel_el);
+  MEDVLP_CHECK(pixel_data != nullptr, path, ": PixelData is not pixel data");
+  DcmPixelSequence* sequence = nullptr;
+  const OFCondition st = pixel_data->getEncapsulatedRepresentation(xfer, nullptr, sequence);
+  MEDVLP_CHECK(st.good() && sequence != nullptr, path, ": cannot read the JPEG 2000 fragments (", st.text(), ")");
+  struct Fragment {
+    const uint8_t* data;
+    size_t size;
+    uint64_t offset;  // from the first fragment's item tag, as the Basic Offset Table counts
+  };
+  std::vector<Fragment> fragments;
+  std::vector<uint64_t> table;
+  uint64_t offset = 0;
+  for (unsigned long i = 0; i < sequence->card(); ++i) {
+    DcmPixelItem* item = nullptr;
+    MEDVLP_CHECK(sequence->getItem(item, i).good() && item != nullptr, path, ": cannot read pixel data item ", i);
+    Uint8* p = nullptr;
+    const Uint32 length = item->getLength();
+    if (length > 0) MEDVLP_CHECK(item->getUint8Array(p).good() && p != nullptr, path, ": cannot read pixel data item ", i);
+    if (i == 0) {
+      for (Uint32 k = 0; k + 4 <= length; k += 4)
+        table.push_back(static_cast<uint64_t>(p[k]) | static_cast<uint64_t>(p[k + 1]) << 8 |
+                        static_cast<uint64_t>(p[k + 2]) << 16 | static_cast<uint64_t>(p[k + 3]) << 24);
+      continue;
+    }
+    fragments.push_back({p, length, offset});
+    offset += 8 + length;
+  }
+  MEDVLP_CHECK(!fragments.empty(), path, ": JPEG 2000 pixel data without fragments");
+  const auto frames = static_cast<size_t>(info->frames);
+  std::vector<std::vector<size_t>> groups;
+  if (frames == 1) {
+    groups.emplace_back();
+    for (size_t i = 0; i < fragments.size(); ++i) groups.back().push_back(i);
+  } else if (fragments.size() == frames) {
+    for (size_t i = 0; i < frames; ++i) groups.push_back({i});
+  } else if (table.size() == frames) {
+    for (size_t f = 0; f < frames; ++f) {
+      groups.emplace_back();
+      const uint64_t end = f + 1 < frames ? table[f + 1] : UINT64_MAX;
+      for (size_t i = 0; i < fragments.size(); ++i)
+        if (fragments[i].offset >= table[f] && fragments[i].offset < end) groups.back().push_back(i);
+    }
+  } else {
+    for (size_t i = 0; i < fragments.size(); ++i) {
+      const bool starts = fragments[i].size >= 2 && fragments[i].data[0] == 0xFF && fragments[i].data[1] == 0x4F;
+      if (starts || groups.empty()) groups.emplace_back();
+      groups.back().push_back(i);
+    }
+  }
+  MEDVLP_CHECK(groups.size() == frames, path, ": ", fragments.size(), " JPEG 2000 fragments could not be grouped into ",
+               frames, " frames");
+  MEDVLP_CHECK(info->bits_allocated == 8 || info->bits_allocated == 16, path, ": JPEG 2000 with BitsAllocated ",
+               info->bits_allocated, " is not supported (expected 8 or 16)");
+  const int64_t bytes = info->bits_allocated / 8;
+  const int64_t frame_values = info->rows * info->columns * info->samples_per_pixel;
+  std::vector<uint8_t> out(static_cast<size_t>(frame_values * static_cast<int64_t>(frames) * bytes));
+  for (size_t f = 0; f < frames; ++f) {
+    std::vector<uint8_t> joined;
+    const uint8_t* data = fragments[groups[f].front()].data;
+    size_t size = fragments[groups[f].front()].size;
+    if (groups[f].size() > 1) {
+      for (size_t i : groups[f]) joined.insert(joined.end(), fragments[i].data, fragments[i].data + fragments[i].size);
+      data = joined.data();
+      size = joined.size();
+    }
+    const std::string where = frames == 1 ? path : path + " frame " + std::to_string(f);
+    const detail::Jpeg2000Image image =
+        detail::decode_jpeg2000(data, size, info->columns, info->rows, info->samples_per_pixel, where);
+    MEDVLP_CHECK(image.precision >= 1 && image.precision <= info->bits_allocated, where, ": JPEG 2000 precision ",
+                 image.precision, " does not fit BitsAllocated ", info->bits_allocated);
+    // A codestream wider than BitsStored keeps its bits (693_J2KI: 16-bit samples, BitsStored 14).
+    if (f == 0) info->bits_stored = std::max<int64_t>(info->bits_stored, image.precision);
+    uint8_t* dst = out.data() + static_cast<int64_t>(f) * frame_values * bytes;
+    if (bytes == 1) {
+      for (int64_t i = 0; i < frame_values; ++i) dst[i] = static_cast<uint8_t>(image.samples[static_cast<size_t>(i)]);
+    } else {
+      for (int64_t i = 0; i < frame_values; ++i) {
+        const auto w = static_cast<uint16_t>(image.samples[static_cast<size_t>(i)]);
+        std::memcpy(dst + 2 * i, &w, 2);  // host order, as the uncompressed path reads words
+      }
+    }
+  }
+  if (info->photometric == "YBR_RCT" || info->photometric == "YBR_ICT") info->photometric = "RGB";
+  return out;
+}
+
 bool has_decoder(E_TransferSyntax xfer) {
   switch (xfer) {
     case EXS_JPEGProcess1:
@@ -302,7 +400,10 @@ DicomImage read_dicom(const std::string& path) {
     MEDVLP_CHECK(claimed <= kMaxPixelBytes, path, ": header claims ", claimed / (1 << 20),
                  " MiB of pixel data, more than the 2 GiB medvlp reads from one file");
   }
-  if (x.isEncapsulated()) {
+  std::vector<uint8_t> jpeg2000;  // decoded JPEG 2000 frames, as stored words
+  if (x.isEncapsulated() && detail::is_jpeg2000_syntax(info.transfer_syntax)) {
+    jpeg2000 = decode_jpeg2000_frames(path, pixel_el, l.xfer, &info);
+  } else if (x.isEncapsulated()) {
     MEDVLP_CHECK(has_decoder(l.xfer), path, ": transfer syntax ", info.transfer_syntax_name, " (",
                  info.transfer_syntax, ") is not supported: DCMTK's free toolkit has no decoder for it");
     try {
@@ -358,7 +459,7 @@ DicomImage read_dicom(const std::string& path) {
   const int64_t bytes = info.bits_allocated / 8;
   const int64_t frame_values = info.rows * info.columns * info.samples_per_pixel;
   const int64_t expected = frame_values * info.frames * bytes;
-  const int64_t length = static_cast<int64_t>(pixel_el->getLength());
+  const int64_t length = jpeg2000.empty() ? static_cast<int64_t>(pixel_el->getLength()) : static_cast<int64_t>(jpeg2000.size());
   MEDVLP_CHECK(length >= expected, path, ": pixel data is truncated: ", length, " bytes, expected ", expected, " (",
                info.frames, " frame(s) of ", info.rows, "x", info.columns, "x", info.samples_per_pixel, " at ",
                info.bits_allocated, " bits)");
@@ -378,7 +479,7 @@ DicomImage read_dicom(const std::string& path) {
     return static_cast<float>(v * slope + intercept);
   };
   const int64_t n = expected / bytes;
-  const auto planar = get_int(ds, DCM_PlanarConfiguration, 0);
+  const auto planar = jpeg2000.empty() ? get_int(ds, DCM_PlanarConfiguration, 0) : 0;  // the decoder interleaves
   const bool interleaved = info.samples_per_pixel > 1 && planar != 1;
   const std::vector<int64_t> shape =
       interleaved ? std::vector<int64_t>{info.frames, info.rows, info.columns, info.samples_per_pixel}
@@ -389,7 +490,9 @@ DicomImage read_dicom(const std::string& path) {
   at::Tensor values = core::empty_large(shape, at::kFloat);
   float* dst = values.data_ptr<float>();
   unsigned char* raw = reinterpret_cast<unsigned char*>(dst) + (4 - bytes) * n;
-  if (!x.isEncapsulated() && !pixel_el->valueLoaded()) {
+  if (!jpeg2000.empty()) {
+    std::memcpy(raw, jpeg2000.data(), static_cast<size_t>(expected));
+  } else if (!x.isEncapsulated() && !pixel_el->valueLoaded()) {
     // Words arrive in host order (16-bit swapping for big-endian files, as getUint16Array does).
     const OFCondition st =
         pixel_el->getPartialValue(raw, 0, static_cast<Uint32>(expected), nullptr, gLocalByteOrder);

@@ -66,8 +66,9 @@ def pydicom_values(path):
         arr = apply_modality_lut(arr, ds).astype(np.float64)
         arr = arr.reshape(frames, 1, int(ds.Rows), int(ds.Columns))
     else:
-        if str(ds.PhotometricInterpretation).startswith("YBR"):
-            # pydicom 2.x leaves JPEG's YCbCr as is; DCMTK's decoder converts to RGB.
+        if str(ds.PhotometricInterpretation) in ("YBR_FULL", "YBR_FULL_422"):
+            # pydicom 2.x leaves JPEG's YCbCr as is; DCMTK's decoder converts to RGB. (JPEG 2000's
+            # YBR_RCT/YBR_ICT arrive as RGB: the decoder inverts the component transform.)
             from pydicom.pixel_data_handlers.util import convert_color_space
             arr = convert_color_space(arr, "YBR_FULL", "RGB")
         arr = arr.reshape(frames, int(ds.Rows), int(ds.Columns), spp).transpose(0, 3, 1, 2).astype(np.float64)
@@ -148,6 +149,78 @@ def dicom_checks():
                 failures.append(f"{label}: lossless decode differs from the original by {d}")
         check_dicom(out, f"{os.path.basename(base)} as {label}", tol)
     expect("files re-encoded by DCMTK", len(tools))
+
+
+def gdcm_jpeg2000(src, dst, lossy):
+    """GDCM (python3-gdcm, OpenJPEG inside) re-encodes a file as JPEG 2000; False when it cannot."""
+    import gdcm
+    reader = gdcm.ImageReader()
+    reader.SetFileName(src)
+    if not reader.Read():
+        return False
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEG2000 if lossy else
+                                                 gdcm.TransferSyntax.JPEG2000Lossless))
+    if lossy:
+        codec = gdcm.JPEG2000Codec()
+        codec.SetRate(0, 15.0)  # ~15:1, irreversible
+        change.SetUserCodec(codec)
+    change.SetInput(reader.GetImage())
+    if not change.Change():
+        return False
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(dst)
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    return bool(writer.Write())
+
+
+def jpeg2000_checks():
+    # pydicom's JPEG 2000 files (lossless and lossy; signed 14-bit; a PixelRepresentation that the
+    # codestream contradicts; YBR_RCT colour), decoded by pydicom through GDCM.
+    shipped = ["MR_small_jp2klossless.dcm", "JPEG2000.dcm", "693_J2KI.dcm", "J2K_pixelrep_mismatch.dcm",
+               "GDCMJ2K_TextGBR.dcm"]
+    for name in shipped:
+        path = os.path.join(TEST_FILES, name)
+        if not os.path.exists(path):
+            failures.append(f"{name}: not among pydicom's test files ({TEST_FILES})")
+            continue
+        check_dicom(path, name)
+    expect("pydicom's JPEG 2000 files", len(shipped))
+    # Files re-encoded by GDCM: a signed CT slice (lossless, and ~15:1 lossy), RGB in one and two
+    # frames; lossless ones must also equal the original.
+    ct, mr = os.path.join(TEST_FILES, "CT_small.dcm"), os.path.join(TEST_FILES, "MR_small.dcm")
+    rgb, rgb2 = os.path.join(TEST_FILES, "SC_rgb_rle.dcm"), os.path.join(TEST_FILES, "SC_rgb_rle_2frame.dcm")
+    cases = [(ct, "ct_j2k_lossless", False), (ct, "ct_j2k_lossy", True), (mr, "mr_j2k_lossless", False),
+             (rgb, "rgb_j2k_lossless", False), (rgb2, "rgb_2frame_j2k_lossless", False)]
+    for base, label, lossy in cases:
+        out = os.path.join(WORK, label + ".dcm")
+        if not gdcm_jpeg2000(base, out, lossy):
+            failures.append(f"{label}: GDCM could not re-encode {os.path.basename(base)}")
+            continue
+        if not lossy:
+            _, ref = pydicom_values(base)
+            _, saved = medvlp(out)
+            d = np.abs(saved["pixels"].double().numpy() - ref).max()
+            if d != 0:
+                failures.append(f"{label}: lossless JPEG 2000 decode differs from the original by {d}")
+        check_dicom(out, f"{os.path.basename(base)} as {label}")
+    expect("files re-encoded as JPEG 2000 by GDCM", len(cases))
+    # A damaged codestream header (SIZ zeroed) is an error naming the file, not a crash.
+    data = bytearray(open(os.path.join(WORK, "ct_j2k_lossless.dcm"), "rb").read())
+    soc = data.find(b"\xff\x4f\xff\x51")
+    if soc < 0:
+        failures.append("ct_j2k_lossless.dcm: no SOC+SIZ markers found to damage")
+        return
+    data[soc + 4:soc + 40] = bytes(36)
+    bad = os.path.join(WORK, "ct_j2k_damaged.dcm")
+    open(bad, "wb").write(data)
+    r = subprocess.run([BIN, "inspect", "--json", "--save", os.path.join(WORK, "bad.safetensors"), bad],
+                       capture_output=True, text=True)
+    if r.returncode != 1 or f"{bad}: the JPEG 2000" not in r.stderr:
+        failures.append(f"damaged JPEG 2000: exit {r.returncode}, stderr {r.stderr.strip()!r}")
+    else:
+        print(f"  damaged JPEG 2000 header: {r.stderr.strip().splitlines()[-1]}")
 
 
 def ybr_checks():
@@ -439,6 +512,7 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     print("DICOM vs pydicom", pydicom.__version__)
     dicom_checks()
+    jpeg2000_checks()
     ybr_checks()
     modality_lut_checks()
     un_checks()
