@@ -66,6 +66,8 @@ Common read_common(const core::ConfigNode& node, const std::vector<std::string>&
   c.options.findings = c.findings;
   c.options.missing = node.get_choice("missing", "skip", {"skip", "fail"}) == "fail" ? MissingPolicy::kFail
                                                                                      : MissingPolicy::kSkip;
+  c.options.non_finite = node.get_choice("non_finite", "error", {"error", "zero"}) == "zero" ? NonFinitePolicy::kZero
+                                                                                             : NonFinitePolicy::kError;
   c.val_fraction = node.get_double("val_fraction", val, 0.0, 1.0);
   c.test_fraction = node.get_double("test_fraction", test, 0.0, 1.0);
   if (c.val_fraction + c.test_fraction >= 1.0) node.fail("val_fraction", "val_fraction + test_fraction must be < 1");

@@ -79,6 +79,9 @@ DatasetPtr make_manifest(const core::ConfigNode& node, const std::string& split)
   o.anatomies = node.get_strings("anatomies", {});
   o.missing = node.get_choice("missing", "skip", {"skip", "fail"}) == "fail" ? MissingPolicy::kFail : MissingPolicy::kSkip;
   o.canonical = node.get_choice("orientation", "ras", {"ras", "native"}) == "ras";
+  o.non_finite = node.get_choice("non_finite", "error", {"error", "zero"}) == "zero" ? NonFinitePolicy::kZero
+                                                                                     : NonFinitePolicy::kError;
+  o.nifti_channels = node.get_choice("nifti_4d", "refuse", {"refuse", "channels"}) == "channels";
   return std::make_shared<ManifestDataset>(path, split, std::move(o));
 }
 

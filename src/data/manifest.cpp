@@ -71,13 +71,28 @@ void ManifestDataset::keep_existing(std::vector<ManifestEntry> entries) {
   if (missing_ > 0) core::log_warn(manifest_path_, ": skipped ", missing_, " entries whose files are missing");
 }
 
+at::Tensor ManifestDataset::finite_voxels(at::Tensor data, const std::string& path) const {
+  const at::Tensor bad = torch::isfinite(data).logical_not();
+  const int64_t n = bad.sum().item<int64_t>();
+  if (n == 0) return data;
+  MEDVLP_CHECK(options_.non_finite == NonFinitePolicy::kZero, path, ": ", n, " of ", data.numel(),
+               " voxels are not finite (NaN or infinity); set data.non_finite: zero to read them as 0");
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    first = zero_filled_.insert(path).second;
+  }
+  if (first) core::log_warn(path, ": ", n, " of ", data.numel(), " voxels are not finite; read as 0 (data.non_finite: zero)");
+  return data.masked_fill_(bad, 0.0f);
+}
+
 Sample ManifestDataset::load(const ManifestEntry& e) const {
   Sample s;
   s.id = e.id;
   s.patient_id = e.patient_id;
   const std::string nifti = io::nifti_header_of(e.image_path);  // "" for a slice folder or a 2D image
   if (!nifti.empty() || io::is_directory(e.image_path)) {
-    io::Volume v = !nifti.empty() ? io::read_nifti(nifti) : io::read_ct_series(e.image_path);
+    io::Volume v = !nifti.empty() ? io::read_nifti(nifti, options_.nifti_channels) : io::read_ct_series(e.image_path);
     // A metadata rescale (CT-RATE's RescaleSlope/Intercept) applies to stored values; a NIfTI whose
     // header already rescales them holds Hounsfield units, and a second rescale would shift it
     // ~1000 HU down (CT-RATE's later "fixed" volumes).
@@ -90,14 +105,27 @@ Sample ManifestDataset::load(const ManifestEntry& e) const {
         for (int c = 0; c < 3; ++c) v.affine[r][c] *= e.spacing[2 - c] / old[2 - c];
       v.spacing = {e.spacing[0], e.spacing[1], e.spacing[2]};
     }
-    if (options_.canonical) v = io::reorient_to_ras(std::move(v));
-    s.image = v.data.unsqueeze(0);
+    const bool channels = v.data.dim() == 4;  // a 4D NIfTI read as channels
+    if (options_.canonical && channels) {
+      // Each volume reoriented alike (one affine for all).
+      std::vector<at::Tensor> parts;
+      io::Volume out;
+      for (int64_t t = 0; t < v.data.size(0); ++t) {
+        out = io::reorient_to_ras(io::Volume{v.data[t], v.affine, v.spacing});
+        parts.push_back(out.data);
+      }
+      v = io::Volume{torch::stack(parts), out.affine, out.spacing};
+    } else if (options_.canonical) {
+      v = io::reorient_to_ras(std::move(v));
+    }
+    v.data = finite_voxels(std::move(v.data), e.image_path);
+    s.image = channels ? v.data : v.data.unsqueeze(0);
     s.spacing = {v.spacing[0], v.spacing[1], v.spacing[2]};
     if (!e.mask_path.empty()) {
       io::Volume m = io::read_nifti(e.mask_path);
       if (options_.canonical) m = io::reorient_to_ras(std::move(m));
-      MEDVLP_CHECK(m.data.sizes() == v.data.sizes(), e.mask_path, ": label map has shape ", m.data.sizes(),
-                   " but its image ", e.image_path, " has ", v.data.sizes());
+      MEDVLP_CHECK(m.data.sizes() == s.image.sizes().slice(1), e.mask_path, ": label map has shape ", m.data.sizes(),
+                   " but its image ", e.image_path, " has ", s.image.sizes().slice(1));
       const auto a = static_cast<int64_t>(options_.anatomies.size());
       const at::Tensor values = m.data.round();
       MEDVLP_CHECK(values.min().item<float>() >= 0 && values.max().item<float>() <= static_cast<float>(a), e.mask_path,

@@ -5,6 +5,10 @@
 #include <map>
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -12,6 +16,7 @@
 #include "medvlp/core/config.h"
 #include "medvlp/data/build.h"
 #include "medvlp/data/manifest.h"
+#include "medvlp/io/files.h"
 #include "medvlp/io/nifti.h"
 #include "medvlp/text/report_parser.h"
 
@@ -275,6 +280,63 @@ TEST(SyntheticCt, ManifestSkipsOrFailsOnMissingAndCorruptVolumes) {
   ManifestDataset::Options fail = skip;
   fail.missing = MissingPolicy::kFail;
   EXPECT_ERROR_CONTAINS(ManifestDataset(dir.path() + "/manifest.jsonl", "train", fail), "ct_train_0.nii.gz does not exist");
+}
+
+TEST(ManifestVolumes, A4dNiftiBecomesChannelsOnRequest) {
+  testing_util::TempDir dir;
+  const std::string d = dir.path();
+  // Two 3D volumes with an L-pointing first axis (reorientation flips it), joined by hand into one
+  // 4D file: the 3D file's header with dim[0] = 4 and dim[4] = 2, then both voxel blocks.
+  io::Volume a;
+  a.data = torch::arange(24, torch::kFloat).reshape({2, 3, 4});
+  a.spacing = {2, 1, 1};
+  a.affine = io::diagonal_affine(a.spacing);
+  a.affine[0][0] = -1;
+  io::Volume b = a;
+  b.data = a.data * 10 + 1;
+  io::write_nifti(d + "/a.nii", a);
+  io::write_nifti(d + "/b.nii", b);
+  const std::string bytes_a = io::read_file(d + "/a.nii"), bytes_b = io::read_file(d + "/b.nii");
+  float offset = 0;
+  std::memcpy(&offset, bytes_a.data() + 108, 4);  // vox_offset
+  const auto start = static_cast<size_t>(offset);
+  std::string four = bytes_a.substr(0, start);
+  const int16_t dims[2] = {4, 2};
+  std::memcpy(&four[40], &dims[0], 2);  // dim[0]
+  std::memcpy(&four[48], &dims[1], 2);  // dim[4]
+  four += bytes_a.substr(start) + bytes_b.substr(start);
+  io::write_file_atomic(d + "/four.nii", four);
+  std::ofstream(d + "/m.jsonl") << R"({"id": "v", "image": "four.nii", "report": "r", "split": "train"})" << "\n";
+
+  ManifestDataset::Options o{ct_findings(), {}, MissingPolicy::kFail, true};
+  EXPECT_ERROR_CONTAINS(ManifestDataset(d + "/m.jsonl", "train", o).get(0, 0), "four.nii: expected a 3D volume");
+  o.nifti_channels = true;
+  const Sample s = ManifestDataset(d + "/m.jsonl", "train", o).get(0, 0);
+  ASSERT_EQ(s.image.sizes(), (std::vector<int64_t>{2, 2, 3, 4}));
+  EXPECT_TRUE(torch::equal(s.image[0], io::reorient_to_ras(a).data));
+  EXPECT_TRUE(torch::equal(s.image[1], io::reorient_to_ras(b).data));
+  EXPECT_FALSE(torch::equal(s.image[0], a.data)) << "the test's affine should make reorientation flip an axis";
+}
+
+TEST(ManifestVolumes, NonFiniteVoxelsAreRefusedOrZeroedByConfig) {
+  testing_util::TempDir dir;
+  const std::string d = dir.path();
+  io::Volume v;
+  v.data = torch::ones({2, 3, 4});
+  v.data[0][1][2] = std::nanf("");
+  v.data[1][2][3] = std::numeric_limits<float>::infinity();
+  v.spacing = {1, 1, 1};
+  v.affine = io::diagonal_affine(v.spacing);
+  io::write_nifti(d + "/nan.nii.gz", v);
+  std::ofstream(d + "/m.jsonl") << R"({"id": "v", "image": "nan.nii.gz", "report": "r", "split": "train"})" << "\n";
+  ManifestDataset::Options o{ct_findings(), {}, MissingPolicy::kFail, true};
+  EXPECT_ERROR_CONTAINS(ManifestDataset(d + "/m.jsonl", "train", o).get(0, 0),
+                        "nan.nii.gz: 2 of 24 voxels are not finite (NaN or infinity); set data.non_finite: zero");
+  o.non_finite = NonFinitePolicy::kZero;
+  const at::Tensor image = ManifestDataset(d + "/m.jsonl", "train", o).get(0, 0).image;
+  EXPECT_EQ(image.sum().item<float>(), 22.0f);
+  EXPECT_EQ(image[0][0][1][2].item<float>(), 0.0f);
+  EXPECT_EQ(image[0][1][2][3].item<float>(), 0.0f);
 }
 
 }  // namespace

@@ -15,6 +15,9 @@ namespace medvlp::data {
 
 /// What to do with a manifest line whose image file is missing or unreadable.
 enum class MissingPolicy { kSkip, kFail };
+/// What to do with NaN or infinite voxels of a volume: refuse the file (an unreadable entry, so
+/// `missing` decides between skipping and failing) or read them as 0, counted in a warning.
+enum class NonFinitePolicy { kError, kZero };
 
 /// One case of a file-backed dataset: what a manifest line or a public dataset's tables say.
 struct ManifestEntry {
@@ -49,7 +52,8 @@ std::optional<ManifestEntry> parse_manifest_line(const std::string& line, const 
 /// anatomy a of `anatomies`). Boxes and lesions of findings not configured are ignored. Paths are relative to the manifest's folder; lines of other splits are
 /// ignored. "image" may be a 2D image (PNG, JPEG, DICOM: [1,H,W] in [0,1]), a NIfTI volume or a folder
 /// of CT slices ([1,D,H,W] in the file's units, e.g. HU, with spacing; reoriented to RAS+ unless
-/// `canonical` is false).
+/// `canonical` is false; with `nifti_channels` a 4D NIfTI gives [T,D,H,W]). A volume with NaN or
+/// infinite voxels is refused or zero-filled by `non_finite`.
 ///
 /// An entry whose file is missing (checked when the manifest is read) or unreadable (found when it
 /// is loaded) is fatal with kFail; with kSkip it is logged, counted in skipped(), and an unreadable
@@ -61,6 +65,10 @@ class ManifestDataset : public Dataset {
     std::vector<std::string> anatomies;  // names of the label-map values 1..A; empty: masks are ignored
     MissingPolicy missing = MissingPolicy::kSkip;
     bool canonical = true;
+    NonFinitePolicy non_finite = NonFinitePolicy::kError;
+    /// A 4D (to 7D) NIfTI's volumes as the image's channels ([T,D,H,W], e.g. MR sequences or CT
+    /// phases); false refuses such files.
+    bool nifti_channels = false;
   };
   ManifestDataset(const std::string& manifest_path, const std::string& split, Options options);
   ManifestDataset(const std::string& manifest_path, const std::string& split, std::vector<std::string> findings,
@@ -82,12 +90,14 @@ class ManifestDataset : public Dataset {
  private:
   void keep_existing(std::vector<ManifestEntry> entries);
   Sample load(const ManifestEntry& e) const;
+  at::Tensor finite_voxels(at::Tensor data, const std::string& path) const;
   std::vector<ManifestEntry> entries_;
   Options options_;
   std::string manifest_path_;
   int64_t missing_ = 0;
   mutable std::mutex mutex_;
   mutable std::set<size_t> unreadable_;  // entry positions found unreadable
+  mutable std::set<std::string> zero_filled_;  // files whose non-finite voxels were reported
 };
 
 /// Writes a phantom split as PNG files under `dir/images/` and appends its lines to `dir/manifest.jsonl`.
