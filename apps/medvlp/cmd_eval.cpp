@@ -2,9 +2,8 @@
 // Writes the figures (eval.json), the per-case scores (eval_predictions.csv) and the ROC curves (eval_roc.png);
 // for a checkpoint of a run, the figures, the ROC chart and the localization maps also go to the
 // run's TensorBoard events (RUN/tensorboard, tags eval/SPLIT/..., at the checkpoint's step).
-#include <dirent.h>
-
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -25,11 +24,9 @@ namespace {
 // The PNG files directly in `dir`, sorted; none when it does not exist.
 std::vector<std::string> pngs_in(const std::string& dir) {
   std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* entry = ::readdir(d))
-      if (io::has_suffix(entry->d_name, ".png")) names.emplace_back(entry->d_name);
-    ::closedir(d);
-  }
+  if (!io::is_directory(dir)) return names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (io::has_suffix(entry.path().filename().string(), ".png")) names.push_back(entry.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
 }

@@ -2,10 +2,8 @@
 // The whole model for Python: encoders under their original library's names, projection heads,
 // logit scale, tokenizer files, preprocessing and the evaluation prompts, described by export.json,
 // with the loader that reads it (python/medvlp_model.py, copied along).
-#include <dirent.h>
-
 #include <cmath>
-#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include <torch/torch.h>
@@ -28,16 +26,6 @@ std::string base_name(const std::string& path) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   const auto slash = p.rfind('/');
   return slash == std::string::npos ? p : p.substr(slash + 1);
-}
-
-bool is_empty_folder(const std::string& path) {
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return false;
-  bool empty = true;
-  while (dirent* entry = ::readdir(d))
-    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) empty = false;
-  ::closedir(d);
-  return empty;
 }
 
 // Copies a tokenizer file into the export under `name`; returns `name`.
@@ -63,7 +51,7 @@ Action add_export(CLI::App& app) {
     if (io::path_exists(dir)) {
       MEDVLP_CHECK(io::is_directory(dir), dir, ": exists and is not a folder");
       // Never write into a folder of other files (a run folder given by mistake); an earlier export is replaced.
-      MEDVLP_CHECK(io::path_exists(dir + "/export.json") || is_empty_folder(dir), dir,
+      MEDVLP_CHECK(io::path_exists(dir + "/export.json") || std::filesystem::is_empty(dir), dir,
                    ": a folder that holds other files and no export.json; give a new or empty folder");
     }
     io::make_directories(dir);

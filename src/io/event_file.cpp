@@ -188,8 +188,10 @@ void EventFileWriter::write(int64_t step, const std::vector<SummaryValue>& value
   impl_->append(event);
 }
 
-EventFile read_event_file(const std::string& path) {
-  const std::string bytes = read_file(path);
+namespace {
+
+// The records of `bytes` (the contents of `path`, named in errors).
+EventFile parse_event_file(const std::string& bytes, const std::string& path) {
   EventFile out;
   size_t at = 0;
   while (at < bytes.size()) {
@@ -231,6 +233,10 @@ EventFile read_event_file(const std::string& path) {
   return out;
 }
 
+}  // namespace
+
+EventFile read_event_file(const std::string& path) { return parse_event_file(read_file(path), path); }
+
 std::vector<std::string> list_event_files(const std::string& dir) {
   std::vector<std::string> files;
   DIR* d = ::opendir(dir.c_str());
@@ -248,7 +254,7 @@ std::vector<std::string> list_event_files(const std::string& dir) {
 void truncate_event_files(const std::string& dir, int64_t step) {
   for (const std::string& path : list_event_files(dir)) {
     const std::string bytes = read_file(path);
-    const EventFile file = read_event_file(path);
+    const EventFile file = parse_event_file(bytes, path);
     std::string kept;
     size_t at = 0;
     bool changed = file.torn;

@@ -118,14 +118,13 @@ Jpeg2000Image decode_jpeg2000(const uint8_t* data, size_t size, int64_t width, i
   out.width = first.w;
   out.height = first.h;
   out.precision = static_cast<int>(first.prec);
-  out.is_signed = first.sgnd != 0;
   for (int64_t c = 0; c < out.components; ++c) {
     const opj_image_comp_t& comp = image->comps[c];
     MEDVLP_CHECK(comp.data != nullptr, where, ": JPEG 2000 component ", c, " was not decoded");
     MEDVLP_CHECK(comp.w == first.w && comp.h == first.h && comp.dx == 1 && comp.dy == 1, where, ": JPEG 2000 component ", c,
                  " is ", comp.w, "x", comp.h, " (subsampling ", comp.dx, "x", comp.dy, "), component 0 ", first.w, "x", first.h,
                  ": subsampled components are not supported");
-    MEDVLP_CHECK(static_cast<int>(comp.prec) == out.precision && (comp.sgnd != 0) == out.is_signed, where,
+    MEDVLP_CHECK(static_cast<int>(comp.prec) == out.precision && comp.sgnd == first.sgnd, where,
                  ": JPEG 2000 components differ in precision or sign");
   }
   const int64_t pixels = out.width * out.height;

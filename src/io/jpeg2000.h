@@ -10,11 +10,10 @@
 namespace medvlp::io::detail {
 
 /// One decoded image: `samples` holds components interleaved per pixel (row-major), as the
-/// codestream's integers; `precision` and `is_signed` are the codestream's (equal for all components).
+/// codestream's integers; `precision` is the codestream's (components must agree in precision and sign).
 struct Jpeg2000Image {
   int64_t width = 0, height = 0, components = 0;
   int precision = 0;
-  bool is_signed = false;
   std::vector<int32_t> samples;
 };
 
