@@ -92,6 +92,9 @@ nlohmann::json inspect(const std::string& path, bool ras, bool keep_tilt, io::Te
     j["photometric"] = i.photometric;
     j["transfer_syntax"] = i.transfer_syntax;
     j["transfer_syntax_name"] = i.transfer_syntax_name;
+    if (i.implicit_vr_under_explicit_meta)
+      j["warning"] = "dataset encoded with implicit VR although the file meta header names " + i.transfer_syntax_name +
+                     " (explicit VR); read as implicit VR";
     j["bits_stored"] = i.bits_stored;
     j["signed"] = i.is_signed;
     j["rescale"] = {i.rescale_slope, i.rescale_intercept};

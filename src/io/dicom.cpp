@@ -4,6 +4,8 @@
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcistrmf.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
@@ -20,6 +22,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -46,6 +49,9 @@ void init_dcmtk() {
     // dictionary VR, as pydicom's replace_un_with_known_vr does: read as raw bytes, a Rescale Slope
     // of "1.94" would come out as 31 and a modality as "50\\54", silently.
     dcmEnableUnknownVRConversion.set(OFTrue);
+    // An uncompressed dataset whose VR encoding contradicts its meta header is read as it is
+    // encoded, as pydicom does (compressed ones: load_implicit_under_explicit_meta).
+    dcmAutoDetectDatasetXfer.set(OFTrue);
     DJDecoderRegistration::registerCodecs();
     DJLSDecoderRegistration::registerCodecs();
     DcmRLEDecoderRegistration::registerCodecs();
@@ -102,7 +108,90 @@ struct Loaded {
   DcmFileFormat file;
   DcmDataset* ds = nullptr;
   E_TransferSyntax xfer = EXS_Unknown;
+  bool implicit_under_explicit_meta = false;
 };
+
+// Where the dataset of a Part 10 file starts, when its meta header is readable by hand: the
+// 128-byte preamble, "DICM", then explicit-VR little-endian group 0002 elements. 0 otherwise.
+uint64_t dataset_offset(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::array<unsigned char, 132> head{};
+  if (!in.read(reinterpret_cast<char*>(head.data()), head.size()) || std::memcmp(head.data() + 128, "DICM", 4) != 0)
+    return 0;
+  uint64_t at = head.size();
+  for (;;) {
+    std::array<unsigned char, 8> el{};
+    if (!in.read(reinterpret_cast<char*>(el.data()), el.size())) return 0;
+    if ((el[0] | (el[1] << 8)) != 0x0002) return at;
+    const std::string vr(reinterpret_cast<const char*>(el.data()) + 4, 2);
+    uint64_t length = el[6] | (el[7] << 8);
+    uint64_t header = 8;
+    if (vr == "OB" || vr == "OW" || vr == "OF" || vr == "OD" || vr == "OL" || vr == "OV" || vr == "SQ" ||
+        vr == "UN" || vr == "UT" || vr == "UC" || vr == "UR") {
+      std::array<unsigned char, 4> l32{};
+      if (!in.read(reinterpret_cast<char*>(l32.data()), l32.size())) return 0;
+      length = static_cast<uint64_t>(l32[0]) | (l32[1] << 8) | (l32[2] << 16) | (static_cast<uint64_t>(l32[3]) << 24);
+      header = 12;
+    }
+    if (length == 0xFFFFFFFFu) return 0;
+    at += header + length;
+    if (!in.seekg(static_cast<std::streamoff>(at))) return 0;
+  }
+}
+
+// Some archives write an implicit-VR dataset under a meta header that names an explicit-VR
+// (often compressed) transfer syntax. DCMTK reads the dataset as the meta header says and fails
+// ("Invalid tag"); pydicom sees that the bytes after the first tag are no VR and reads implicit.
+// DCMTK's own detection (dcmAutoDetectDatasetXfer) covers uncompressed syntaxes only, so this
+// reads the dataset as implicit VR and gives encapsulated pixel data back the meta header's
+// syntax, so that its decoder still applies. True when the file is such a file and was read.
+bool load_implicit_under_explicit_meta(Loaded* l, const std::string& path, bool header_only) {
+  DcmFileFormat meta;
+  if (meta.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad()) return false;
+  OFString uid;
+  if (meta.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).bad()) return false;
+  const DcmXfer stated(uid.c_str());
+  if (stated.getXfer() == EXS_Unknown || !stated.isExplicitVR() || !stated.isLittleEndian() || stated.getStreamCompression() != ESC_none)
+    return false;
+  const uint64_t offset = dataset_offset(path);
+  if (offset == 0) return false;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::array<char, 6> first{};
+    if (!in.seekg(static_cast<std::streamoff>(offset)) || !in.read(first.data(), first.size())) return false;
+    const bool vr_letters = std::isupper(static_cast<unsigned char>(first[4])) &&
+                            std::isupper(static_cast<unsigned char>(first[5]));
+    if (vr_letters) return false;  // explicit VR as stated: the failure has another cause
+  }
+  DcmInputFileStream stream(path.c_str(), static_cast<offile_off_t>(offset));
+  if (stream.status().bad()) return false;
+  DcmDataset* ds = l->file.getDataset();
+  ds->clear();
+  ds->transferInit();
+  const OFCondition st = header_only
+                             ? ds->readUntilTag(stream, EXS_LittleEndianImplicit, EGL_noChange, DCM_MaxReadLength,
+                                                DCM_PixelData)
+                             : ds->read(stream, EXS_LittleEndianImplicit, EGL_noChange, DCM_MaxReadLength);
+  ds->transferEnd();
+  if (st.bad() && st != EC_StreamNotifyClient) return false;
+  if (!header_only && stated.isEncapsulated()) {
+    DcmElement* el = nullptr;
+    if (ds->findAndGetElement(DCM_PixelData, el).good() && el != nullptr) {
+      auto* pixels = dynamic_cast<DcmPixelData*>(el);
+      DcmPixelSequence* sequence = nullptr;
+      if (pixels != nullptr &&
+          pixels->getEncapsulatedRepresentation(EXS_LittleEndianImplicit, nullptr, sequence).good() &&
+          sequence != nullptr) {
+        // putOriginalRepresentation deletes the representation that owns `sequence`: hand it a copy.
+        pixels->putOriginalRepresentation(stated.getXfer(), nullptr, new DcmPixelSequence(*sequence));
+      }
+    }
+  }
+  l->ds = ds;
+  l->xfer = stated.getXfer();
+  l->implicit_under_explicit_meta = true;
+  return true;
+}
 
 void load(Loaded* l, const std::string& path, bool header_only) {
   init_dcmtk();
@@ -114,10 +203,22 @@ void load(Loaded* l, const std::string& path, bool header_only) {
                              ? l->file.loadFileUntilTag(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
                                                         ERM_autoDetect, DCM_PixelData)
                              : l->file.loadFile(path.c_str());
+  if (st.bad() && load_implicit_under_explicit_meta(l, path, header_only)) return;
   MEDVLP_CHECK(st.good(), path, ": not a readable DICOM file (", st.text(), ")");
   l->ds = l->file.getDataset();
   MEDVLP_CHECK(l->ds != nullptr, path, ": not a readable DICOM file (no dataset)");
   l->xfer = l->ds->getOriginalXfer();
+  OFString uid;
+  if (l->file.getMetaInfo() != nullptr &&
+      l->file.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).good()) {
+    const DcmXfer stated(uid.c_str());
+    if (stated.getXfer() != EXS_Unknown && stated.isExplicitVR() && !DcmXfer(l->xfer).isExplicitVR()) {
+      l->implicit_under_explicit_meta = true;
+      // Reported as the file states it, as pydicom does, unless the byte order differs too (the
+      // decoder needs the order the values are stored in).
+      if (stated.getByteOrder() == DcmXfer(l->xfer).getByteOrder()) l->xfer = stated.getXfer();
+    }
+  }
 }
 
 DicomInfo info_of(const Loaded& l, const std::string& path) {
@@ -129,6 +230,7 @@ DicomInfo info_of(const Loaded& l, const std::string& path) {
   info.transfer_syntax_name = x.getXferName();
   // A file without meta header has no stated syntax: DCMTK guessed it, and we say so.
   if (info.transfer_syntax.empty()) info.transfer_syntax_name = "unknown";
+  info.implicit_vr_under_explicit_meta = l.implicit_under_explicit_meta;
   info.modality = get_string(ds, DCM_Modality);
   info.photometric = get_string(ds, DCM_PhotometricInterpretation);
   info.view_position = get_string(ds, DCM_ViewPosition);

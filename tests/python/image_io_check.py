@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from references import unavailable  # noqa: E402
@@ -96,6 +97,15 @@ def check_dicom(path, label, tol=0.0):
         failures.append(f"{label}: max |medvlp - pydicom| = {diff} (tolerance {tol})")
     if meta["transfer_syntax"] != str(ds.file_meta.TransferSyntaxUID):
         failures.append(f"{label}: transfer syntax {meta['transfer_syntax']} vs {ds.file_meta.TransferSyntaxUID}")
+    # pydicom found the dataset's VR encoding at odds with the meta header (it warns, and reads it
+    # as found) exactly when medvlp says so.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pydicom.dcmread(path, stop_before_pixels=True)
+    mismatch = any("but found implicit VR" in str(w.message) for w in caught)
+    if mismatch != ("warning" in meta):
+        failures.append(f"{label}: pydicom {'read' if mismatch else 'did not read'} the dataset with the other VR "
+                        f"encoding than its meta header; medvlp's warning: {meta.get('warning')!r}")
     for key, ref_v in (("min", ref.min()), ("max", ref.max()), ("mean", ref.mean())):
         if abs(meta[key] - ref_v) > tol + 1e-4 * scale:
             failures.append(f"{label}: {key} {meta[key]} vs {ref_v}")
@@ -112,6 +122,9 @@ def dicom_checks():
         "rtdose_rle.dcm": 0, "rtdose_expb.dcm": 0, "JPEG-lossy.dcm": 2, "JPGExtended.dcm": 2,
         "SC_rgb_jpeg_dcmtk.dcm": 3, "SC_ybr_full_422_uncompressed.dcm": 1, "SC_rgb_dcmtk_+eb+cr.dcm": 3, "SC_rgb_rle.dcm": 0, "SC_rgb_rle_16bit.dcm": 0, "SC_rgb_rle_2frame.dcm": 0, "SC_rgb_small_odd.dcm": 0,
         "ExplVR_BigEnd.dcm": 0, "MR_small_padded.dcm": 0,
+        # An implicit-VR dataset under a meta header that says JPEG baseline (explicit VR): DCMTK
+        # alone refuses it ("Invalid tag"); pydicom guesses the VR encoding from the bytes.
+        "SC_rgb_jpeg.dcm": 3,
     }
     if not os.path.isdir(TEST_FILES):
         unavailable(f"pydicom's test files are not installed ({TEST_FILES}; Debian: python3-pydicom)")

@@ -32,6 +32,9 @@ struct DicomInfo {
   std::optional<std::array<double, 6>> image_orientation;  // row direction cosines, then column
   std::optional<double> slice_thickness;
   int64_t instance_number = 0;
+  /// The dataset is encoded with implicit VR although the meta header names an explicit-VR
+  /// transfer syntax (a writer's error some archives carry); read as pydicom reads it.
+  bool implicit_vr_under_explicit_meta = false;
 };
 
 /// A decoded DICOM image. `pixels` is [F,C,H,W] float: F frames, C samples per pixel (1 for
@@ -46,8 +49,8 @@ struct DicomImage {
 DicomInfo read_dicom_info(const std::string& path);
 
 /// Reads and decodes a DICOM file: uncompressed (implicit/explicit VR, little/big endian),
-/// deflated, JPEG baseline/extended/lossless, JPEG-LS and RLE. JPEG 2000 and other syntaxes
-/// without a decoder throw a medvlp::Error naming the file and the transfer syntax.
+/// deflated, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000 and RLE. Syntaxes without a
+/// decoder throw a medvlp::Error naming the file and the transfer syntax.
 DicomImage read_dicom(const std::string& path);
 
 /// How modality values become a display image in [0,1].
