@@ -146,13 +146,7 @@ uint64_t dataset_offset(const std::string& path) {
 // reads the dataset as implicit VR and gives encapsulated pixel data back the meta header's
 // syntax, so that its decoder still applies. True when the file is such a file and was read.
 bool load_implicit_under_explicit_meta(Loaded* l, const std::string& path, bool header_only) {
-  DcmFileFormat meta;
-  if (meta.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad()) return false;
-  OFString uid;
-  if (meta.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).bad()) return false;
-  const DcmXfer stated(uid.c_str());
-  if (stated.getXfer() == EXS_Unknown || !stated.isExplicitVR() || !stated.isLittleEndian() || stated.getStreamCompression() != ESC_none)
-    return false;
+  // The cheap test first: most unreadable files fail it, before DCMTK parses anything again.
   const uint64_t offset = dataset_offset(path);
   if (offset == 0) return false;
   {
@@ -163,6 +157,14 @@ bool load_implicit_under_explicit_meta(Loaded* l, const std::string& path, bool 
                             std::isupper(static_cast<unsigned char>(first[5]));
     if (vr_letters) return false;  // explicit VR as stated: the failure has another cause
   }
+  DcmFileFormat meta;
+  if (meta.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad()) return false;
+  OFString uid;
+  if (meta.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).bad()) return false;
+  const DcmXfer stated(uid.c_str());
+  if (stated.getXfer() == EXS_Unknown || !stated.isExplicitVR() || !stated.isLittleEndian() ||
+      stated.getStreamCompression() != ESC_none)
+    return false;
   DcmInputFileStream stream(path.c_str(), static_cast<offile_off_t>(offset));
   if (stream.status().bad()) return false;
   DcmDataset* ds = l->file.getDataset();
