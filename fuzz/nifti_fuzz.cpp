@@ -3,26 +3,16 @@
 // read a second time as a .hdr/.img pair (NIfTI-1 pair or ANALYZE 7.5: the header, then the rest
 // as the image file). It must return a volume matching its header or throw medvlp::Error.
 // nifticlib is the system library (not coverage-instrumented).
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
 #include <torch/torch.h>
 
 #include "medvlp/core/error.h"
 #include "medvlp/io/nifti.h"
+#include "temp_file.h"
 
 namespace {
-
-bool write_file(const std::string& path, const uint8_t* data, size_t size) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) return false;
-  std::fwrite(data, 1, size, f);
-  std::fclose(f);
-  return true;
-}
 
 void read_all(const std::string& path) {
   try {
@@ -42,12 +32,13 @@ void read_all(const std::string& path) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
   const bool gz = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
-  const std::string stem = "/tmp/medvlp_nifti_fuzz_" + std::to_string(::getpid());
-  if (write_file(stem + (gz ? ".nii.gz" : ".nii"), data, size)) read_all(stem + (gz ? ".nii.gz" : ".nii"));
+  read_all(medvlp::fuzz::write_temp(bytes, "nifti_fuzz", gz ? ".nii.gz" : ".nii"));
   constexpr size_t kHeader = 348;
-  if (!gz && size >= kHeader && write_file(stem + ".hdr", data, kHeader) &&
-      write_file(stem + ".img", data + kHeader, size - kHeader))
-    read_all(stem + ".hdr");
+  if (!gz && size >= kHeader) {
+    medvlp::fuzz::write_temp(bytes.substr(kHeader), "nifti_fuzz", ".img");
+    read_all(medvlp::fuzz::write_temp(bytes.substr(0, kHeader), "nifti_fuzz", ".hdr"));
+  }
   return 0;
 }

@@ -21,8 +21,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstdio>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -111,9 +111,19 @@ struct Loaded {
   bool implicit_under_explicit_meta = false;
 };
 
-// Where the dataset of a Part 10 file starts, when its meta header is readable by hand: the
-// 128-byte preamble, "DICM", then explicit-VR little-endian group 0002 elements. 0 otherwise.
-uint64_t dataset_offset(const std::string& path) {
+// The transfer syntax the file meta header names; EXS_Unknown without one. DCMTK reads the meta
+// header before the dataset, so it is there even when the dataset failed to parse.
+E_TransferSyntax stated_syntax(DcmFileFormat& file) {
+  OFString uid;
+  DcmMetaInfo* meta = file.getMetaInfo();
+  if (meta == nullptr || meta->findAndGetOFString(DCM_TransferSyntaxUID, uid).bad()) return EXS_Unknown;
+  return DcmXfer(uid.c_str()).getXfer();
+}
+
+// Where the dataset of a Part 10 file starts when its first element carries no VR (implicit VR
+// encoding); 0 when it does, or when the meta header (128-byte preamble, "DICM", explicit-VR
+// little-endian group 0002 elements) cannot be walked by hand.
+uint64_t implicit_dataset_offset(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::array<unsigned char, 132> head{};
   if (!in.read(reinterpret_cast<char*>(head.data()), head.size()) || std::memcmp(head.data() + 128, "DICM", 4) != 0)
@@ -122,7 +132,7 @@ uint64_t dataset_offset(const std::string& path) {
   for (;;) {
     std::array<unsigned char, 8> el{};
     if (!in.read(reinterpret_cast<char*>(el.data()), el.size())) return 0;
-    if ((el[0] | (el[1] << 8)) != 0x0002) return at;
+    if ((el[0] | (el[1] << 8)) != 0x0002) return std::isupper(el[4]) && std::isupper(el[5]) ? 0 : at;
     const std::string vr(reinterpret_cast<const char*>(el.data()) + 4, 2);
     uint64_t length = el[6] | (el[7] << 8);
     uint64_t header = 8;
@@ -146,25 +156,12 @@ uint64_t dataset_offset(const std::string& path) {
 // reads the dataset as implicit VR and gives encapsulated pixel data back the meta header's
 // syntax, so that its decoder still applies. True when the file is such a file and was read.
 bool load_implicit_under_explicit_meta(Loaded* l, const std::string& path, bool header_only) {
-  // The cheap test first: most unreadable files fail it, before DCMTK parses anything again.
-  const uint64_t offset = dataset_offset(path);
-  if (offset == 0) return false;
-  {
-    std::ifstream in(path, std::ios::binary);
-    std::array<char, 6> first{};
-    if (!in.seekg(static_cast<std::streamoff>(offset)) || !in.read(first.data(), first.size())) return false;
-    const bool vr_letters = std::isupper(static_cast<unsigned char>(first[4])) &&
-                            std::isupper(static_cast<unsigned char>(first[5]));
-    if (vr_letters) return false;  // explicit VR as stated: the failure has another cause
-  }
-  DcmFileFormat meta;
-  if (meta.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad()) return false;
-  OFString uid;
-  if (meta.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).bad()) return false;
-  const DcmXfer stated(uid.c_str());
+  const DcmXfer stated(stated_syntax(l->file));
   if (stated.getXfer() == EXS_Unknown || !stated.isExplicitVR() || !stated.isLittleEndian() ||
       stated.getStreamCompression() != ESC_none)
     return false;
+  const uint64_t offset = implicit_dataset_offset(path);
+  if (offset == 0) return false;  // explicit VR as stated: the failure has another cause
   DcmInputFileStream stream(path.c_str(), static_cast<offile_off_t>(offset));
   if (stream.status().bad()) return false;
   DcmDataset* ds = l->file.getDataset();
@@ -210,16 +207,12 @@ void load(Loaded* l, const std::string& path, bool header_only) {
   l->ds = l->file.getDataset();
   MEDVLP_CHECK(l->ds != nullptr, path, ": not a readable DICOM file (no dataset)");
   l->xfer = l->ds->getOriginalXfer();
-  OFString uid;
-  if (l->file.getMetaInfo() != nullptr &&
-      l->file.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).good()) {
-    const DcmXfer stated(uid.c_str());
-    if (stated.getXfer() != EXS_Unknown && stated.isExplicitVR() && !DcmXfer(l->xfer).isExplicitVR()) {
-      l->implicit_under_explicit_meta = true;
-      // Reported as the file states it, as pydicom does, unless the byte order differs too (the
-      // decoder needs the order the values are stored in).
-      if (stated.getByteOrder() == DcmXfer(l->xfer).getByteOrder()) l->xfer = stated.getXfer();
-    }
+  const DcmXfer stated(stated_syntax(l->file));
+  if (stated.getXfer() != EXS_Unknown && stated.isExplicitVR() && !DcmXfer(l->xfer).isExplicitVR()) {
+    l->implicit_under_explicit_meta = true;
+    // Reported as the file states it, as pydicom does, unless the byte order differs too (the
+    // decoder needs the order the values are stored in).
+    if (stated.getByteOrder() == DcmXfer(l->xfer).getByteOrder()) l->xfer = stated.getXfer();
   }
 }
 

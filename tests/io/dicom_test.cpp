@@ -42,6 +42,36 @@ std::vector<std::string> write_series(const std::string& dir, int64_t n, double 
   return paths;
 }
 
+// Rewrites an explicit-VR little-endian Part 10 file's dataset with implicit VR (tag, 32-bit
+// length, value), keeping its meta header, which still names explicit VR: what some archives
+// hold. Written here from the standard's encoding rules (PS3.5 7.1.2/7.1.3), not by medvlp.
+std::string implicit_dataset_under_explicit_meta(const std::string& bytes) {
+  const auto u16 = [&](size_t at) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[at])) |
+                                           static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 1])) << 8; };
+  const auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
+  const auto long_form = [](const std::string& vr) {
+    return vr == "OB" || vr == "OW" || vr == "OF" || vr == "SQ" || vr == "UT" || vr == "UN";
+  };
+  std::string out = bytes.substr(0, 132);
+  bool meta = true;
+  for (size_t at = 132; at < bytes.size();) {
+    const std::string vr = bytes.substr(at + 4, 2);
+    const bool wide = long_form(vr);
+    const uint32_t length = wide ? u32(at + 8) : u16(at + 6);
+    const size_t header = wide ? 12 : 8;
+    if (u16(at) != 0x0002) meta = false;
+    if (meta) {
+      out += bytes.substr(at, header + length);
+    } else {
+      out += bytes.substr(at, 4);
+      for (int b = 0; b < 4; ++b) out += static_cast<char>((length >> (8 * b)) & 0xFF);
+      out += bytes.substr(at + header, length);
+    }
+    at += header + length;
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST(Dicom, WritesAndReadsBackModalityValuesAndMetadata) {
@@ -161,40 +191,6 @@ TEST(Dicom, Jpeg2000DecodesAndASyntaxWithoutDecoderIsNamed) {
   // The header still reads.
   EXPECT_GT(read_dicom_info(dir.path() + "/part2.dcm").rows, 0);
 }
-
-namespace {
-
-// Rewrites an explicit-VR little-endian Part 10 file's dataset with implicit VR (tag, 32-bit
-// length, value), keeping its meta header, which still names explicit VR: what some archives
-// hold. Written here from the standard's encoding rules (PS3.5 7.1.2/7.1.3), not by medvlp.
-std::string implicit_dataset_under_explicit_meta(const std::string& bytes) {
-  const auto u16 = [&](size_t at) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[at])) |
-                                           static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 1])) << 8; };
-  const auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
-  const auto long_form = [](const std::string& vr) {
-    return vr == "OB" || vr == "OW" || vr == "OF" || vr == "SQ" || vr == "UT" || vr == "UN";
-  };
-  std::string out = bytes.substr(0, 132);
-  bool meta = true;
-  for (size_t at = 132; at < bytes.size();) {
-    const std::string vr = bytes.substr(at + 4, 2);
-    const bool wide = long_form(vr);
-    const uint32_t length = wide ? u32(at + 8) : u16(at + 6);
-    const size_t header = wide ? 12 : 8;
-    if (u16(at) != 0x0002) meta = false;
-    if (meta) {
-      out += bytes.substr(at, header + length);
-    } else {
-      out += bytes.substr(at, 4);
-      for (int b = 0; b < 4; ++b) out += static_cast<char>((length >> (8 * b)) & 0xFF);
-      out += bytes.substr(at + header, length);
-    }
-    at += header + length;
-  }
-  return out;
-}
-
-}  // namespace
 
 TEST(Dicom, ReadsAnImplicitVrDatasetUnderAnExplicitVrMetaHeaderAsPydicomDoes) {
   TempDir dir;
