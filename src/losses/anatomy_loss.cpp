@@ -144,8 +144,7 @@ LossOutput AnatomyLossImpl::forward(const models::Encoded& encoded, const data::
       if (skipped) continue;
       term = (i2t + t2i) / 2.0;
     } else {
-      const at::Tensor eye = torch::eye(rows.size(0), img.options());
-      const auto [i2t, t2i] = fn::contrast(img, txt, s, eye, eye, whole, rows.size(0), RowMode::Full);
+      const auto [i2t, t2i] = fn::contrast(img, txt, s, {}, {}, whole, rows.size(0), RowMode::Full);
       term = (i2t + t2i) / 2.0;
     }
     out.terms["anatomy/" + options_.anatomies[static_cast<size_t>(a)]] = term.detach();

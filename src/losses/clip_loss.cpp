@@ -21,8 +21,7 @@ LossOutput ClipLossImpl::forward(const models::Encoded& encoded, const data::Bat
   const at::Tensor text = fn::upcast(encoded.text_embed);    // [b,D]
   require_shape(text, "Encoded.text_embed", {image.size(0), image.size(1)}, "the shape of image_embed");
   const at::Tensor s = scale();
-  const at::Tensor eye = torch::eye(image.size(0) * context.world_size, image.options());
-  const auto [i2t, t2i] = fn::contrast(context.all_gather(image), context.all_gather(text), s, eye, eye, context,
+  const auto [i2t, t2i] = fn::contrast(context.all_gather(image), context.all_gather(text), s, {}, {}, context,
                                        image.size(0), options_.rows);
   LossOutput out;
   out.total = (i2t + t2i) / 2.0;

@@ -29,14 +29,15 @@ std::pair<at::Tensor, at::Tensor> calibrated_contrast(const at::Tensor& image_al
                                                       const FalseNegativeOptions& o, const LossContext& context,
                                                       int64_t local_rows, RowMode mode, bool* skipped) {
   const int64_t n = image_all.size(0);
-  const at::Tensor eye = torch::eye(n, image_all.options());
   *skipped = n < 2 || (o.handling == "positive" && pairs.sum().item<int64_t>() == n * (n - 1));
   if (*skipped) {
     const at::Tensor zero = (image_all.sum() + text_all.sum()) * 0.0;  // keeps every input in the graph
     return {zero, zero};
   }
-  if (o.handling == "mask") return fn::contrast(image_all, text_all, scale, eye, eye, context, local_rows, mode, pairs);
-  const at::Tensor targets = fn::row_normalize(eye + pairs.to(eye.scalar_type()));
+  if (o.handling == "mask") return fn::contrast(image_all, text_all, scale, {}, {}, context, local_rows, mode, pairs);
+  // Each row holds its own pair plus its false negatives: sums are at least 1.
+  const at::Tensor calibrated = torch::eye(n, image_all.options()) + pairs.to(image_all.scalar_type());
+  const at::Tensor targets = calibrated / calibrated.sum(1, true);
   return fn::contrast(image_all, text_all, scale, targets, targets, context, local_rows, mode);
 }
 

@@ -131,9 +131,8 @@ LossOutput MultiLevelLossImpl::forward(const models::Encoded& encoded, const dat
     const auto norm = F::NormalizeFuncOptions().dim(1);
     const at::Tensor image = F::normalize(fn::upcast(encoded.image_embed), norm);
     const at::Tensor text = F::normalize(fn::upcast(encoded.text_embed), norm);
-    const at::Tensor eye = torch::eye(context.world_size * image.size(0), image.options());
     const auto [i2t, t2i] = fn::contrast(context.all_gather(image), context.all_gather(text),
-                                         torch::full({}, options_.local.t3, image.options()), eye, eye, context,
+                                         torch::full({}, options_.local.t3, image.options()), {}, {}, context,
                                          image.size(0), options_.local.rows);
     add("global", options_.global_weight, i2t + t2i);
   }

@@ -13,13 +13,17 @@ SoftTargetLossImpl::SoftTargetLossImpl(const SoftTargetOptions& options) : optio
 }
 
 at::Tensor label_soft_targets(const at::Tensor& labels, const SoftTargetOptions& o) {
-  at::Tensor pos = (labels > 0).to(torch::kDouble);
-  if (o.normal_class) pos = torch::cat({pos, pos.sum(1, true).eq(0).to(torch::kDouble)}, 1);
+  torch::NoGradGuard no_grad;
+  // In the labels' own floating type (the loss passes the embeddings' type): the similarities are
+  // small integers or ratios, exact enough in fp32, and fp64 would double the [N,N] softmax's cost.
+  const auto dtype = labels.is_floating_point() ? labels.scalar_type() : torch::kFloat;
+  at::Tensor pos = (labels > 0).to(dtype);
+  if (o.normal_class) pos = torch::cat({pos, pos.sum(1, true).eq(0).to(dtype)}, 1);
   at::Tensor sim;
   if (o.similarity == "signed") {
     // MedCLIP (losses.py): label_sim = labels · labelsᵀ in its coding 1 positive, -1 negative,
     // 0 uncertain or not mentioned (medvlp's -1).
-    const at::Tensor known = (labels >= 0).to(torch::kDouble);
+    const at::Tensor known = (labels >= 0).to(dtype);
     at::Tensor v = (2 * pos.narrow(1, 0, labels.size(1)) - 1) * known;
     if (o.normal_class) v = torch::cat({v, 2 * pos.narrow(1, labels.size(1), 1) - 1}, 1);
     sim = v.matmul(v.t());
@@ -34,15 +38,19 @@ at::Tensor label_soft_targets(const at::Tensor& labels, const SoftTargetOptions&
     const at::Tensor uni = count + count.t() - inter;
     sim = torch::where(uni > 0, inter / uni.clamp_min(1.0), torch::ones_like(inter));  // two empty sets agree
   }
-  const at::Tensor eye = torch::eye(sim.size(0), sim.options());
+  // The identity share goes onto the diagonal in place: no [N,N] identity is built.
   if (o.target_form == "linear") {
     // ASG (main.py): F.normalize(0.8·I + 0.2·cos + 1e-6, p=1) — every entry positive, rows sum to 1.
-    const at::Tensor mixed = o.identity_mix * eye + (1.0 - o.identity_mix) * sim + 1e-6;
-    return (mixed / mixed.sum(1, true)).to(labels.device());
+    at::Tensor mixed = (1.0 - o.identity_mix) * sim + 1e-6;
+    mixed.diagonal().add_(o.identity_mix);
+    return mixed / mixed.sum(1, true);
   }
   at::Tensor targets = torch::softmax(sim / o.target_temperature, 1);
-  if (o.identity_mix > 0) targets = o.identity_mix * eye + (1.0 - o.identity_mix) * targets;
-  return targets.to(labels.device());
+  if (o.identity_mix > 0) {
+    targets = targets * (1.0 - o.identity_mix);
+    targets.diagonal().add_(o.identity_mix);
+  }
+  return targets;
 }
 
 std::vector<std::string> SoftTargetLossImpl::needs() const {
@@ -66,8 +74,8 @@ LossOutput SoftTargetLossImpl::labels_form(const models::Encoded& encoded, const
   const at::Tensor image = fn::upcast(encoded.image_embed), text = fn::upcast(encoded.text_embed);
   const int64_t b = image.size(0);
   require_shape(batch.labels, "Batch.labels", {b, -1}, "[B,K] with B = " + std::to_string(b));
-  const at::Tensor labels_all = context.all_gather(batch.labels.detach().to(image.device()));
-  const at::Tensor targets = label_soft_targets(labels_all, options_).to(image.scalar_type());
+  const at::Tensor labels_all = context.all_gather(batch.labels.detach().to(image.device(), image.scalar_type()));
+  const at::Tensor targets = label_soft_targets(labels_all, options_);
   const at::Tensor s = scale_();
   // The label similarity is symmetric, so softmax(simᵀ) = softmax(sim): both directions share targets.
   const at::Tensor image_all = context.all_gather(image), text_all = context.all_gather(text);
@@ -80,11 +88,16 @@ LossOutput SoftTargetLossImpl::labels_form(const models::Encoded& encoded, const
       const at::Tensor logp = torch::log_softmax(logits, 1), logy = y.log();
       return ((y * (logy - logp)).sum(1).mean() + (logp.exp() * (logp - logy)).sum(1).mean()) / 2.0;
     };
-    const bool local = options_.rows == RowMode::Local;
-    const int64_t offset = local ? context.row_offset(b) : 0, rows = local ? b : image_all.size(0);
-    const at::Tensor y = targets.narrow(0, offset, rows);
-    i2t = kl_sym(s * image_all.narrow(0, offset, rows).matmul(text_all.t()), y);
-    t2i = kl_sym(s * text_all.narrow(0, offset, rows).matmul(image_all.t()), y);
+    if (options_.rows == RowMode::Full || b == image_all.size(0)) {
+      const at::Tensor logits = s * image_all.matmul(text_all.t());  // one product, both directions
+      i2t = kl_sym(logits, targets);
+      t2i = kl_sym(logits.t(), targets);
+    } else {
+      const int64_t offset = context.row_offset(b);
+      const at::Tensor y = targets.narrow(0, offset, b);
+      i2t = kl_sym(s * image_all.narrow(0, offset, b).matmul(text_all.t()), y);
+      t2i = kl_sym(s * text_all.narrow(0, offset, b).matmul(image_all.t()), y);
+    }
   }
   LossOutput out;
   out.total = (i2t + t2i) / 2.0;

@@ -105,38 +105,61 @@ double naive_filip(const at::Tensor& words_raw, const at::Tensor& mask, const at
 }  // namespace
 
 TEST(LocalLoss, GloriaMatchesAflocWrittenOut) {
-  const auto in = inputs(5, 4, 3, 41);
-  const auto e = kit::evaluate(*build("local", "{}"), in);
-  EXPECT_NEAR(e.total, naive_gloria(in.at("text_tokens"), in.at("word_mask"), in.at("image_tokens"), 4, 5, 10), 1e-8);
-  const auto s = kit::evaluate(*build("local", "{units: sentences, t1: 2, t2: 3, t3: 7}"), in);
-  EXPECT_NEAR(s.total, naive_gloria(in.at("sentence_embed"), in.at("sentence_mask"), in.at("image_tokens"), 2, 3, 7), 1e-8);
+  // 3 channels < 6 patches forms each attended context; 9 > 6 takes the patches' Gram matrix.
+  for (const int64_t C : {3, 9}) {
+    const auto in = inputs(5, 4, C, 41);
+    const auto e = kit::evaluate(*build("local", "{}"), in);
+    EXPECT_NEAR(e.total, naive_gloria(in.at("text_tokens"), in.at("word_mask"), in.at("image_tokens"), 4, 5, 10), 1e-8)
+        << C;
+    const auto s = kit::evaluate(*build("local", "{units: sentences, t1: 2, t2: 3, t3: 7}"), in);
+    EXPECT_NEAR(s.total, naive_gloria(in.at("sentence_embed"), in.at("sentence_mask"), in.at("image_tokens"), 2, 3, 7),
+                1e-8)
+        << C;
+  }
 }
 
 TEST(LocalLoss, ChunkedBackwardEqualsPlainAutograd) {
-  // Large enough that the checkpointed scores split the reports into several chunks.
-  torch::manual_seed(42);
-  const at::Tensor words = torch::randn({40, 64, 64}, torch::kDouble).requires_grad_(true);
-  const at::Tensor patches = torch::randn({40, 196, 64}, torch::kDouble).requires_grad_(true);
-  const at::Tensor mask = torch::ones({40, 64}, torch::kDouble);
-  const at::Tensor weights = torch::randn({40, 40}, torch::kDouble);
-  losses::fn::set_checkpoint_threshold(1);  // force the checkpointed path
-  (losses::fn::gloria_scores(words, mask, patches, 4, 5, false) * weights).sum().backward();
-  losses::fn::set_checkpoint_threshold(int64_t{1} << 28);
-  const at::Tensor gw = words.grad().clone(), gp = patches.grad().clone();
-  words.mutable_grad().zero_();
-  patches.mutable_grad().zero_();
-  // Plain autograd through the same formula, report by report.
-  std::vector<at::Tensor> rows;
-  for (int64_t r = 0; r < 40; ++r) {
-    const at::Tensor s = torch::matmul(patches, words[r].t());                 // [I,N,L]
-    const at::Tensor attn = torch::softmax(torch::softmax(s, 2) * 4, 1);       // [I,N,L]
-    const at::Tensor ctx = torch::matmul(attn.transpose(1, 2), patches);       // [I,L,D]
-    const at::Tensor cos = (ctx * words[r]).sum(2) / (ctx.norm(2, 2) * words[r].norm(2, 1)).clamp_min(1e-8);
-    rows.push_back((cos * 5).exp().sum(1).log());
+  // Large enough that the checkpointed scores split the reports into several chunks (T·I·L·max(N,D)
+  // > 2^24); D = 64 < 196 patches forms each attended context, D = 640 > 64 patches takes the Gram
+  // path. Reports of 9..L real words.
+  struct Shape {
+    int64_t T, L, N, D;
+  };
+  for (const Shape sh : {Shape{40, 64, 196, 64}, Shape{32, 32, 64, 640}}) {
+    const int64_t T = sh.T, L = sh.L, D = sh.D;
+    torch::manual_seed(42);
+    const at::Tensor words = torch::randn({T, L, D}, torch::kDouble).requires_grad_(true);
+    const at::Tensor patches = torch::randn({T, sh.N, D}, torch::kDouble).requires_grad_(true);
+    const at::Tensor lengths = torch::randint(9, L + 1, {T}, torch::kLong);
+    const at::Tensor mask = (torch::arange(L).unsqueeze(0) < lengths.unsqueeze(1)).to(torch::kDouble);
+    const at::Tensor weights = torch::randn({T, T}, torch::kDouble);
+    losses::fn::set_checkpoint_threshold(1);  // force the checkpointed path
+    (losses::fn::gloria_scores(words, mask, patches, 4, 5, false) * weights).sum().backward();
+    losses::fn::set_checkpoint_threshold(int64_t{1} << 28);
+    const at::Tensor gw = words.grad().clone(), gp = patches.grad().clone();
+    words.mutable_grad().zero_();
+    patches.mutable_grad().zero_();
+    // Plain autograd through the written-out formula, report by report.
+    std::vector<at::Tensor> rows;
+    for (int64_t r = 0; r < T; ++r) {
+      const at::Tensor w = words[r].narrow(0, 0, lengths[r].item<int64_t>());
+      const at::Tensor s = torch::matmul(patches, w.t());                        // [I,N,n]
+      const at::Tensor attn = torch::softmax(torch::softmax(s, 2) * 4, 1);       // [I,N,n]
+      const at::Tensor ctx = torch::matmul(attn.transpose(1, 2), patches);       // [I,n,D]
+      const at::Tensor cos = (ctx * w).sum(2) / (ctx.norm(2, 2) * w.norm(2, 1)).clamp_min(1e-8);
+      rows.push_back((cos * 5).exp().sum(1).log());
+    }
+    (torch::stack(rows) * weights).sum().backward();
+    EXPECT_TRUE(torch::allclose(gw, words.grad(), 1e-9, 1e-10)) << D;
+    EXPECT_TRUE(torch::allclose(gp, patches.grad(), 1e-9, 1e-10)) << D;
+    // And the plain (not checkpointed) path gives the same gradients.
+    const at::Tensor gw2 = words.grad().clone(), gp2 = patches.grad().clone();
+    words.mutable_grad().zero_();
+    patches.mutable_grad().zero_();
+    (losses::fn::gloria_scores(words, mask, patches, 4, 5, false) * weights).sum().backward();
+    EXPECT_TRUE(torch::allclose(gw2, words.grad(), 1e-9, 1e-10)) << D;
+    EXPECT_TRUE(torch::allclose(gp2, patches.grad(), 1e-9, 1e-10)) << D;
   }
-  (torch::stack(rows) * weights).sum().backward();
-  EXPECT_TRUE(torch::allclose(gw, words.grad(), 1e-9, 1e-10));
-  EXPECT_TRUE(torch::allclose(gp, patches.grad(), 1e-9, 1e-10));
 }
 
 TEST(LocalLoss, FilipMatchesTokenWiseMaximaWrittenOut) {

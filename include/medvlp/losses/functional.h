@@ -60,12 +60,10 @@ at::Tensor upcast(const at::Tensor& t);
 /// mean_i of -Σ_j targets_ij · log_softmax(logits)_ij. Targets are used as given (no gradient).
 at::Tensor soft_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
 
-/// Divides each row by its sum; all-zero rows stay zero.
-at::Tensor row_normalize(const at::Tensor& t);
-
 /// Symmetric contrastive problem on gathered rows. `image_all`/`text_all` are [N,D] (all ranks);
 /// `targets_i2t` [N,N] (row i: image i over texts) and `targets_t2i` [N,N] (row t: text t over
-/// images) are row-stochastic. Returns {i2t, t2i} soft cross-entropies over the rows this rank
+/// images) are row-stochastic; undefined targets stand for the identity (each row's own pair,
+/// computed as hard labels). Returns {i2t, t2i} soft cross-entropies over the rows this rank
 /// scores (`mode`), each a mean over those rows. `local_rows` is this rank's row count.
 /// `exclude` [N,N] bool (optional): pairs removed from both softmax denominators.
 std::pair<at::Tensor, at::Tensor> contrast(const at::Tensor& image_all, const at::Tensor& text_all,

@@ -52,7 +52,8 @@ class SoftTargetLossImpl : public LossImpl {
   LogitScale scale_;
 };
 
-/// Soft targets of the labels form over gathered label rows [N,K] (1 present; ≤ 0 not): [N,N].
+/// Soft targets of the labels form over gathered label rows [N,K] (1 present; ≤ 0 not): [N,N],
+/// in the labels' floating type (fp32 for integer labels).
 at::Tensor label_soft_targets(const at::Tensor& labels, const SoftTargetOptions& options);
 
 // The entity text helpers live in the text module (the data stage renders entity texts); these
