@@ -55,7 +55,7 @@ testing::NamedTensors make_inputs(const Sizes& s, const torch::Device& device) {
 
 int main(int argc, char** argv) {
   Sizes s;
-  int reps = 3;
+  int reps = 0;  // 0: at least 5 timed runs, more until 2 s of them (at most 200): a stable median
   std::string only, device_name = "cpu";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     else if (k == "--losses") only = "," + v + ",";
     else if (k == "--device") device_name = v;
     else {
-      std::cerr << "usage: medvlp_loss_bench [--batch 256] [--dim 512] [--reps 3] [--losses clip,local] [--device cpu|cuda]\n";
+      std::cerr << "usage: medvlp_loss_bench [--batch 256] [--dim 512] [--reps N] [--losses clip,local] [--device cpu|cuda]\n";
       return 2;
     }
   }
@@ -91,7 +91,10 @@ int main(int argc, char** argv) {
     losses::LossPtr loss = losses::loss_registry().create(name, cfg.root());
     loss->to(device);
     std::vector<double> times;
-    for (int r = 0; r < reps + 1; ++r) {  // the first run warms up allocators and kernels
+    double value = 0;
+    double spent = 0;
+    const auto more = [&](int r) { return reps > 0 ? r < reps + 1 : r < 6 || (spent < 2.0 && r < 201); };
+    for (int r = 0; more(r); ++r) {  // the first run warms up allocators and kernels
       testing::NamedTensors in;
       for (const auto& [k, t] : base) {
         const auto* spec = &testing::input_specs()[0];
@@ -102,14 +105,16 @@ int main(int argc, char** argv) {
       const auto [encoded, batch] = testing::bind_inputs(in);
       if (device.is_cuda()) torch::cuda::synchronize();
       const auto t0 = std::chrono::steady_clock::now();
-      loss->forward(encoded, batch, {}).total.backward();
+      const at::Tensor total = loss->forward(encoded, batch, {}).total;
+      total.backward();
       if (device.is_cuda()) torch::cuda::synchronize();
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (r > 0) times.push_back(dt);
+      if (r > 0) times.push_back(dt), spent += dt;
+      if (r == 0) value = total.item<double>();  // compared with the PyTorch side's value
     }
     std::sort(times.begin(), times.end());
     std::cout << nlohmann::json{{"loss", label}, {"batch", s.batch}, {"dim", s.dim}, {"device", device_name},
-                                {"median_ms", 1000 * times[times.size() / 2]}}
+                                {"median_ms", 1000 * times[times.size() / 2]}, {"value", value}}
                      .dump()
               << std::endl;
   }

@@ -14,14 +14,15 @@ at::Tensor false_negative_pairs(const FalseNegativeOptions& o, const at::Tensor&
     const at::Tensor n = normal > 0;
     pairs = hash.unsqueeze(1).eq(hash.unsqueeze(0)).logical_or(n.unsqueeze(1).logical_and(n.unsqueeze(0)));
   } else if (o.pairing == "labels") {
+    // Identical 0/1 label rows: |a − b|₁ = |a| + |b| − 2 a·b = 0, one [N,K]×[K,N] product instead
+    // of an [N,N,K] difference (counts are small integers, exact in fp32).
     const at::Tensor pos = (labels > 0).to(torch::kFloat);
-    const at::Tensor diff = pos.unsqueeze(1).sub(pos.unsqueeze(0)).abs().sum(2);
-    pairs = diff.eq(0);
+    const at::Tensor count = pos.sum(1);
+    pairs = (count.unsqueeze(1) + count.unsqueeze(0) - 2 * pos.matmul(pos.t())).eq(0);
   } else {
     pairs = text.matmul(text.t()) >= o.threshold;
   }
-  const int64_t n = pairs.size(0);
-  return pairs.logical_and(torch::eye(n, torch::TensorOptions().dtype(torch::kBool).device(pairs.device())).logical_not());
+  return pairs.fill_diagonal_(false);  // a fresh tensor on every path above
 }
 
 std::pair<at::Tensor, at::Tensor> calibrated_contrast(const at::Tensor& image_all, const at::Tensor& text_all,
@@ -29,14 +30,15 @@ std::pair<at::Tensor, at::Tensor> calibrated_contrast(const at::Tensor& image_al
                                                       const FalseNegativeOptions& o, const LossContext& context,
                                                       int64_t local_rows, RowMode mode, bool* skipped) {
   const int64_t n = image_all.size(0);
-  *skipped = n < 2 || (o.handling == "positive" && pairs.sum().item<int64_t>() == n * (n - 1));
+  *skipped = n < 2 || (o.handling == "positive" && pairs.count_nonzero().item<int64_t>() == n * (n - 1));
   if (*skipped) {
     const at::Tensor zero = (image_all.sum() + text_all.sum()) * 0.0;  // keeps every input in the graph
     return {zero, zero};
   }
   if (o.handling == "mask") return fn::contrast(image_all, text_all, scale, {}, {}, context, local_rows, mode, pairs);
   // Each row holds its own pair plus its false negatives: sums are at least 1.
-  const at::Tensor calibrated = torch::eye(n, image_all.options()) + pairs.to(image_all.scalar_type());
+  at::Tensor calibrated = pairs.to(image_all.scalar_type());
+  calibrated.fill_diagonal_(1.0);
   const at::Tensor targets = calibrated / calibrated.sum(1, true);
   return fn::contrast(image_all, text_all, scale, targets, targets, context, local_rows, mode);
 }

@@ -74,7 +74,10 @@ at::Tensor rows_cross_entropy(const at::Tensor& logits, const at::Tensor& target
   return torch::nll_loss(torch::log_softmax(logits, 1), labels);
 }
 
-at::Tensor detached(const at::Tensor& t) { return t.defined() ? t.detach() : t; }
+// Targets as constants of the logits' type (at::dot does not promote).
+at::Tensor constant_of(const at::Tensor& t, const at::Tensor& like) {
+  return t.defined() ? t.detach().to(like.scalar_type()) : t;
+}
 
 // Both directions of a square problem in one autograd node. Forward: one product, then the row
 // and the column log-softmax of the same contiguous matrix (no transposed copy). Backward: the
@@ -100,7 +103,8 @@ struct SymmetricContrast : public torch::autograd::Function<SymmetricContrast> {
     if (exclude.defined()) logits.masked_fill_(exclude, -1e4);
     const at::Tensor log_rows = logits.log_softmax(1), log_cols = logits.log_softmax(0);
     const double n = static_cast<double>(logits.size(0));
-    const at::Tensor i2t = targets_i2t.defined() ? (targets_i2t * log_rows).sum() / -n : log_rows.diagonal().sum() / -n;
+    const at::Tensor i2t = targets_i2t.defined() ? at::dot(targets_i2t.reshape(-1), log_rows.reshape(-1)) / -n
+                                                 : log_rows.diagonal().sum() / -n;
     // targets_t2i row t is text t over images: column t of the logits.
     const at::Tensor t2i =
         targets_t2i.defined() ? (targets_t2i.t() * log_cols).sum() / -n : log_cols.diagonal().sum() / -n;
@@ -127,21 +131,21 @@ struct SymmetricContrast : public torch::autograd::Function<SymmetricContrast> {
     const at::Tensor g_cols = grads[1].defined() ? grads[1] / n : torch::zeros({}, products.options());
     at::Tensor dlogits = log_rows.exp();
     if (t_i2t.defined()) {
-      dlogits.mul_(t_i2t.sum(1, true) * g_rows).sub_(t_i2t * g_rows);
+      dlogits.mul_(t_i2t.sum(1, true) * g_rows).addcmul_(t_i2t, g_rows, -1.0);
     } else {
       dlogits.mul_(g_rows);
       dlogits.diagonal().sub_(g_rows);
     }
     const at::Tensor p_cols = log_cols.exp();
     if (t_t2i.defined()) {
-      dlogits.add_(p_cols.mul_(t_t2i.sum(1).unsqueeze(0) * g_cols)).sub_(t_t2i.t() * g_cols);
+      dlogits.add_(p_cols.mul_(t_t2i.sum(1).unsqueeze(0) * g_cols)).addcmul_(t_t2i.t(), g_cols, -1.0);
     } else {
       dlogits.add_(p_cols.mul_(g_cols));
       dlogits.diagonal().sub_(g_cols);
     }
     if (exclude.defined()) dlogits.masked_fill_(exclude, 0.0);
     at::Tensor grad_scale;
-    if (ctx->needs_input_grad(2)) grad_scale = (dlogits * products).sum();
+    if (ctx->needs_input_grad(2)) grad_scale = at::dot(dlogits.reshape(-1), products.reshape(-1));
     dlogits.mul_(scale);
     at::Tensor grad_image, grad_text;
     if (ctx->needs_input_grad(0)) grad_image = dlogits.matmul(text);
@@ -157,8 +161,9 @@ std::pair<at::Tensor, at::Tensor> contrast(const at::Tensor& image_all, const at
                                            const at::Tensor& targets_t2i, const LossContext& context,
                                            int64_t local_rows, RowMode mode, const at::Tensor& exclude) {
   if (mode == RowMode::Full || local_rows == image_all.size(0)) {
-    const auto out = SymmetricContrast::apply(image_all, text_all, scale,
-                                              ContrastConstants{detached(targets_i2t), detached(targets_t2i), exclude});
+    const ContrastConstants constants{constant_of(targets_i2t, image_all), constant_of(targets_t2i, image_all),
+                                      exclude};
+    const auto out = SymmetricContrast::apply(image_all, text_all, scale, constants);
     return {out[0], out[1]};
   }
   // This rank's rows only: its images against every text and its texts against every image are
