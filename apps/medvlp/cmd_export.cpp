@@ -97,7 +97,7 @@ Action add_export(CLI::App& app) {
     double logit_scale = std::nan("");
     for (const auto& [name, t] : e.state_tensors()) {
       if (name.rfind("image_proj.", 0) == 0 || name.rfind("text_proj.", 0) == 0 || name.rfind("image_local.", 0) == 0 ||
-          name.rfind("text_local.", 0) == 0)
+          name.rfind("image_word_local.", 0) == 0 || name.rfind("text_local.", 0) == 0)
         heads[name] = t.detach().cpu().contiguous();
       if (std::isnan(logit_scale) && name.rfind("losses.", 0) == 0 && io::has_suffix(name, ".log_scale"))
         logit_scale = std::exp(t.item<double>());
@@ -105,7 +105,10 @@ Action add_export(CLI::App& app) {
     io::save_safetensors(dir + "/heads.safetensors", heads, {{"format", "pt"}});
     d["heads"] = {{"file", "heads.safetensors"},
                   {"projection", config.at("model").value("projection", std::string("linear"))},
-                  {"embed_dim", e.model->embed_dim()}};
+                  {"embed_dim", e.model->embed_dim()},
+                  // The image-encoder stages (counted back from the last) the local heads read.
+                  {"token_stage", e.model->token_stage()},
+                  {"word_token_stage", e.model->word_token_stage()}};
     d["logit_scale"] = std::isnan(logit_scale) ? nlohmann::json(nullptr) : nlohmann::json(logit_scale);
 
     // Tokenizer: its files and how medvlp frames the ids.

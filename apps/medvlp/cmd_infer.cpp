@@ -175,8 +175,8 @@ Action add_zero_shot(CLI::App& app) {
       ->delimiter(',');
   app.add_option("-o,--out", args->out, "also write the scores as a predictions CSV (as eval_predictions.csv)");
   app.add_option("--maps", args->maps, "write a heat map PNG per image and label into this folder (a volume: its axial slice through the map's peak)");
-  app.add_option("--map-kind", args->map_kind, "tokens (word-patch, models with local heads), embedding, or auto")
-      ->check(CLI::IsMember({"auto", "tokens", "embedding"}));
+  app.add_option("--map-kind", args->map_kind, "tokens (word-patch, models with local heads), sentences (the prompt as a sentence unit against the sentence level's patches), embedding, or auto")
+      ->check(CLI::IsMember({"auto", "tokens", "sentences", "embedding"}));
   return [args] {
     train::Experiment e = args->model.build("zero-shot");
     eval::EvalOptions options = e.eval;

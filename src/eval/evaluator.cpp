@@ -29,7 +29,7 @@ EvalOptions parse_eval_options(const core::ConfigNode& node, const std::vector<s
   if (node.has("localization")) {
     const core::ConfigNode loc = node.child("localization");
     o.localization.enabled = true;
-    o.localization.maps = loc.get_choice("maps", o.localization.maps, {"auto", "tokens", "embedding"});
+    o.localization.maps = loc.get_choice("maps", o.localization.maps, {"auto", "tokens", "sentences", "embedding"});
     o.localization.thresholds = loc.get_doubles("thresholds", o.localization.thresholds);
     for (double t : o.localization.thresholds)
       if (!(t > 0 && t < 1)) loc.fail("thresholds", "expected thresholds in (0, 1) on the normalized map, got " + std::to_string(t));

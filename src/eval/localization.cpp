@@ -327,7 +327,8 @@ FindingMaps::FindingMaps(models::VlpModel model, const text::Tokenizer& tokenize
                          int64_t max_text_len, const c10::Device& device, const std::string& mode)
     : model_(std::move(model)), device_(device), mode_(mode) {
   if (mode_ == "auto") mode_ = model_->local_dim() > 0 ? "tokens" : "embedding";
-  MEDVLP_CHECK(mode_ == "tokens" || mode_ == "embedding", "localization maps are auto, tokens or embedding, got \"", mode, "\"");
+  MEDVLP_CHECK(mode_ == "tokens" || mode_ == "sentences" || mode_ == "embedding",
+               "localization maps are auto, tokens, sentences or embedding, got \"", mode, "\"");
   std::vector<std::string> texts;
   std::vector<int64_t> owner;
   for (size_t k = 0; k < prompts.size(); ++k) {

@@ -37,10 +37,10 @@ std::pair<at::Tensor, at::Tensor> pair_ce(const at::Tensor& words, const at::Ten
 }
 
 void check_units(const LossImpl& loss, const at::Tensor& units, const at::Tensor& mask, const at::Tensor& patches,
-                 const std::string& unit_field, const std::string& mask_field) {
+                 const std::string& unit_field, const std::string& mask_field, const std::string& patch_field) {
   MEDVLP_CHECK(units.dim() == 3 && patches.dim() == 3 && units.size(2) == patches.size(2) &&
                    units.size(0) == patches.size(0),
-               "loss ", loss.name(), ": Encoded.", unit_field, " ", units.sizes(), " and Encoded.image_tokens ",
+               "loss ", loss.name(), ": Encoded.", unit_field, " ", units.sizes(), " and Encoded.", patch_field, " ",
                patches.sizes(), " must be [B,L,C] and [B,N,C] with the same B and C");
   MEDVLP_CHECK(mask.dim() == 2 && mask.size(0) == units.size(0) && mask.size(1) == units.size(1), "loss ", loss.name(),
                ": Encoded.", mask_field, " has shape ", mask.sizes(), ", expected ", units.sizes().slice(0, 2));
@@ -71,11 +71,13 @@ LossOutput LocalLossImpl::forward(const models::Encoded& encoded, const data::Ba
   const std::string mask_field = words ? "word_mask" : "sentence_mask";
   const at::Tensor& units = words ? encoded.text_tokens : encoded.sentence_embed;
   const at::Tensor& mask = words ? encoded.word_mask : encoded.sentence_mask;
-  require(encoded.image_tokens, "image_tokens");
+  const at::Tensor& image_tokens = words ? encoded.word_patches() : encoded.image_tokens;
+  const std::string patch_field = words && encoded.word_image_tokens.defined() ? "word_image_tokens" : "image_tokens";
+  require(image_tokens, patch_field);
   require(units, unit_field);
   require(mask, mask_field);
-  const at::Tensor patches = fn::upcast(encoded.image_tokens), u = fn::upcast(units);
-  check_units(*this, u, mask, patches, unit_field, mask_field);
+  const at::Tensor patches = fn::upcast(image_tokens), u = fn::upcast(units);
+  check_units(*this, u, mask, patches, unit_field, mask_field, patch_field);
   LossOutput out;
   at::Tensor i2t, t2i;
   if (options_.form == "gloria") {
@@ -109,7 +111,8 @@ std::vector<std::string> MultiLevelLossImpl::needs() const {
   if (options_.global_weight > 0) out.insert(out.end(), {"Encoded.image_embed", "Encoded.text_embed"});
   if (options_.sentence_weight > 0 || options_.word_weight > 0) out.push_back("Encoded.image_tokens");
   if (options_.sentence_weight > 0) out.push_back("Encoded.sentence_embed");
-  if (options_.word_weight > 0) out.push_back("Encoded.text_tokens");
+  if (options_.word_weight > 0 || (options_.sentence_weight > 0 && options_.begin_token))
+    out.push_back("Encoded.text_tokens");
   return out;
 }
 
@@ -136,22 +139,38 @@ LossOutput MultiLevelLossImpl::forward(const models::Encoded& encoded, const dat
                                          image.size(0), options_.local.rows);
     add("global", options_.global_weight, i2t + t2i);
   }
-  const auto level = [&](const std::string& term, double weight, const at::Tensor& units, const at::Tensor& mask,
+  const auto level = [&](const std::string& term, double weight, const at::Tensor& image_tokens,
+                         const std::string& patch_field, const at::Tensor& units, const at::Tensor& mask,
                          const std::string& unit_field, const std::string& mask_field) {
     if (weight <= 0) return;
-    require(encoded.image_tokens, "image_tokens");
+    require(image_tokens, patch_field);
     require(units, unit_field);
     require(mask, mask_field);
-    const at::Tensor patches = fn::upcast(encoded.image_tokens), u = fn::upcast(units);
-    check_units(*this, u, mask, patches, unit_field, mask_field);
+    const at::Tensor patches = fn::upcast(image_tokens), u = fn::upcast(units);
+    check_units(*this, u, mask, patches, unit_field, mask_field, patch_field);
     at::Tensor attention;
     const auto [i2t, t2i] = gloria_pair_loss(u, mask, patches, options_.local, context, &attention);
     out.extras["attention_" + term] = attention;
     add(term, weight, i2t + t2i);
   };
-  level("sentence", options_.sentence_weight, encoded.sentence_embed, encoded.sentence_mask, "sentence_embed",
-        "sentence_mask");
-  level("word", options_.word_weight, encoded.text_tokens, encoded.word_mask, "text_tokens", "word_mask");
+  // AFLoc's unit lists begin with the report's begin token, the first of Encoded.text_tokens: the
+  // word level keeps it (word_mask leaves out both specials), the sentence level puts it first.
+  at::Tensor sentences = encoded.sentence_embed, sentence_mask = encoded.sentence_mask, word_mask = encoded.word_mask;
+  if (options_.begin_token && options_.sentence_weight > 0 && sentences.defined() && sentence_mask.defined()) {
+    require(encoded.text_tokens, "text_tokens");
+    sentences = torch::cat({encoded.text_tokens.narrow(1, 0, 1).to(sentences.scalar_type()), sentences}, 1);
+    sentence_mask = torch::cat({torch::ones({sentence_mask.size(0), 1}, sentence_mask.options()), sentence_mask}, 1);
+  }
+  if (options_.begin_token && options_.word_weight > 0 && word_mask.defined() && word_mask.size(1) > 0) {
+    word_mask = word_mask.clone();
+    word_mask.select(1, 0).fill_(1);
+  }
+  // Sentences align with the image tokens, words with the word level's (AFLoc: layer3 and layer2).
+  level("sentence", options_.sentence_weight, encoded.image_tokens, "image_tokens", sentences, sentence_mask,
+        "sentence_embed", "sentence_mask");
+  level("word", options_.word_weight, encoded.word_patches(),
+        encoded.word_image_tokens.defined() ? "word_image_tokens" : "image_tokens", encoded.text_tokens, word_mask,
+        "text_tokens", "word_mask");
   MEDVLP_CHECK(total.defined(), "loss multi_level: every level has weight 0");
   out.total = total;
   return out;
@@ -180,6 +199,7 @@ LossPtr make_multi_level(const core::ConfigNode& node) {
   o.global_weight = node.get_double("global_weight", o.global_weight, 0.0, 1e6);
   o.sentence_weight = node.get_double("sentence_weight", o.sentence_weight, 0.0, 1e6);
   o.word_weight = node.get_double("word_weight", o.word_weight, 0.0, 1e6);
+  o.begin_token = node.get_bool("begin_token", o.begin_token);
   o.local = parse_local(node, true);
   return std::make_shared<MultiLevelLossImpl>(o);
 }

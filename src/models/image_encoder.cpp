@@ -67,11 +67,15 @@ ImageFeatures SmallCnnImpl::forward(const at::Tensor& images) {
   MEDVLP_CHECK(images.dim() == 4 && images.size(1) == options_.in_channels, "small_cnn: expected images [B,",
                options_.in_channels, ",H,W], got ", images.sizes());
   at::Tensor x = stem_->forward(images);
-  for (size_t i = 0; i < stages_.size(); ++i) x = torch::relu(stages_[i]->forward(x) + shortcuts_[i]->forward(x));
   ImageFeatures out;
-  out.grid = {x.size(2), x.size(3)};
-  out.tokens = x.flatten(2).transpose(1, 2);  // [B,N,C]
-  out.pooled = x.mean({2, 3});                // [B,C]
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    x = torch::relu(stages_[i]->forward(x) + shortcuts_[i]->forward(x));
+    out.stages.push_back(x.flatten(2).transpose(1, 2));  // [B,N_s,C_s], a view
+    out.stage_grids.push_back({x.size(2), x.size(3)});
+  }
+  out.grid = out.stage_grids.back();
+  out.tokens = out.stages.back();  // [B,N,C]
+  out.pooled = x.mean({2, 3});     // [B,C]
   return out;
 }
 

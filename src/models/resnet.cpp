@@ -85,7 +85,7 @@ std::vector<int64_t> blocks_per_stage(int64_t depth) {
 
 template <size_t D>
 void build(ResNetImpl& net, const ResNetOptions& o, torch::nn::AnyModule& conv1, torch::nn::AnyModule& bn1,
-           torch::nn::AnyModule& pool, std::vector<torch::nn::Sequential>& layers, int64_t& out_dim) {
+           torch::nn::AnyModule& pool, std::vector<torch::nn::Sequential>& layers, std::vector<int64_t>& stage_dims) {
   using L = Layers<D>;
   std::vector<int64_t> stride = o.stem_stride.empty() ? std::vector<int64_t>(D, 2) : o.stem_stride;
   MEDVLP_CHECK(stride.size() == D, "resnet: stem_stride needs ", D, " values, got ", stride.size());
@@ -107,8 +107,8 @@ void build(ResNetImpl& net, const ResNetOptions& o, torch::nn::AnyModule& conv1,
       in = bottleneck ? width * 4 : width;
     }
     layers.push_back(net.register_module("layer" + std::to_string(s + 1), stage));
+    stage_dims.push_back(in);
   }
-  out_dim = in;
 }
 
 }  // namespace
@@ -116,8 +116,9 @@ void build(ResNetImpl& net, const ResNetOptions& o, torch::nn::AnyModule& conv1,
 ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   MEDVLP_CHECK(options_.dims == 2 || options_.dims == 3, "resnet: dims must be 2 or 3, got ", options_.dims);
   MEDVLP_CHECK(options_.in_channels > 0, "resnet: in_channels must be positive");
-  if (options_.dims == 2) build<2>(*this, options_, conv1_, bn1_, pool_, layers_, out_dim_);
-  else build<3>(*this, options_, conv1_, bn1_, pool_, layers_, out_dim_);
+  if (options_.dims == 2) build<2>(*this, options_, conv1_, bn1_, pool_, layers_, stage_dims_);
+  else build<3>(*this, options_, conv1_, bn1_, pool_, layers_, stage_dims_);
+  out_dim_ = stage_dims_.back();
   if (options_.num_classes > 0) fc_ = register_module("fc", torch::nn::Linear(out_dim_, options_.num_classes));
   // torchvision's initialization: Kaiming normal (fan_out) for convolutions, BN at identity.
   for (auto& p : named_parameters()) {
@@ -132,7 +133,7 @@ void ResNetImpl::use_channels_last() {
     if (p.dim() == options_.dims + 2 && !p.is_contiguous(format)) p.set_data(p.contiguous(format));
 }
 
-at::Tensor ResNetImpl::features(const at::Tensor& images) {
+at::Tensor ResNetImpl::features(const at::Tensor& images, ImageFeatures* stages) {
   MEDVLP_CHECK(images.dim() == options_.dims + 2 && images.size(1) == options_.in_channels, "resnet: expected ",
                options_.dims == 2 ? "images [B," : "volumes [B,", options_.in_channels,
                options_.dims == 2 ? ",H,W]" : ",D,H,W]", ", got ", images.sizes());
@@ -142,16 +143,21 @@ at::Tensor ResNetImpl::features(const at::Tensor& images) {
     x = x.contiguous(options_.dims == 2 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d);
   }
   x = pool_.forward(torch::relu(bn1_.forward(conv1_.forward(x))));
-  for (auto& layer : layers_) x = layer->forward(x);
+  for (auto& layer : layers_) {
+    x = layer->forward(x);
+    if (!stages) continue;
+    stages->stages.push_back(x.flatten(2).transpose(1, 2));  // [B,N_s,C_s], a view
+    stages->stage_grids.emplace_back(x.sizes().begin() + 2, x.sizes().end());
+  }
   return x;
 }
 
 ImageFeatures ResNetImpl::forward(const at::Tensor& images) {
-  at::Tensor x = features(images);
   ImageFeatures out;
-  out.grid.assign(x.sizes().begin() + 2, x.sizes().end());
-  out.tokens = x.flatten(2).transpose(1, 2);  // [B,N,C]
-  out.pooled = x.flatten(2).mean(2);          // [B,C]
+  const at::Tensor x = features(images, &out);
+  out.grid = out.stage_grids.back();
+  out.tokens = out.stages.back();     // [B,N,C]
+  out.pooled = x.flatten(2).mean(2);  // [B,C]
   return out;
 }
 

@@ -34,14 +34,46 @@ at::Tensor VlpModelImpl::encode_texts(const at::Tensor& ids, const at::Tensor& m
                                           torch::nn::functional::NormalizeFuncOptions().dim(-1));
 }
 
-int64_t VlpModelImpl::token_dim() const { return local_dim_ > 0 ? local_dim_ : image_->out_dim(); }
+int64_t VlpModelImpl::token_dim() const { return local_dim_ > 0 ? local_dim_ : stage_dim(token_stage_); }
+
+int64_t VlpModelImpl::stage_dim(int64_t back) const {
+  if (back == 0) return image_->out_dim();
+  const std::vector<int64_t> dims = image_->stage_dims();
+  return dims[dims.size() - 1 - static_cast<size_t>(back)];
+}
+
+std::pair<at::Tensor, std::vector<int64_t>> VlpModelImpl::stage(const ImageFeatures& features, int64_t back) const {
+  if (back == 0) return {features.tokens, features.grid};
+  const size_t i = features.stages.size() - 1 - static_cast<size_t>(back);
+  return {features.stages.at(i), features.stage_grids.at(i)};
+}
+
+void VlpModelImpl::set_token_stages(int64_t tokens, int64_t words) {
+  MEDVLP_CHECK(local_dim_ == 0, "VlpModel: set_token_stages() must come before set_local_dim()");
+  const int64_t stages = static_cast<int64_t>(image_->stage_dims().size());
+  for (const int64_t back : {tokens, words})
+    MEDVLP_CHECK(back >= 0 && (back == 0 || back < stages), "VlpModel: token stage ", back, " counted back from the last ",
+                 "is not a stage of this image encoder, which has ", stages, " (0 is the last)");
+  token_stage_ = tokens;
+  word_stage_ = words;
+}
 
 void VlpModelImpl::set_local_dim(int64_t dim) {
   MEDVLP_CHECK(local_dim_ == 0, "VlpModel: local_dim is already set");
+  MEDVLP_CHECK(dim > 0 || word_stage_ == token_stage_, "VlpModel: a word token stage (", word_stage_,
+               ") other than the token stage (", token_stage_, ") needs local heads (local_dim > 0)");
   if (dim <= 0) return;
   local_dim_ = dim;
-  image_local_ = register_module("image_local", torch::nn::Linear(image_->out_dim(), dim));
+  image_local_ = register_module("image_local", torch::nn::Linear(stage_dim(token_stage_), dim));
   text_local_ = register_module("text_local", torch::nn::Linear(text_->out_dim(), dim));
+  if (word_stage_ != token_stage_)
+    image_word_local_ = register_module("image_word_local", torch::nn::Linear(stage_dim(word_stage_), dim));
+}
+
+std::pair<at::Tensor, std::vector<int64_t>> VlpModelImpl::word_tokens(const ImageFeatures& features) {
+  auto [tokens, grid] = stage(features, word_stage_);
+  if (image_word_local_) return {image_word_local_->forward(tokens), grid};
+  return {local_dim_ > 0 ? image_local_->forward(tokens) : tokens, grid};
 }
 
 at::Tensor VlpModelImpl::encode_units(const at::Tensor& ids, const at::Tensor& attention, const at::Tensor& units) {
@@ -83,8 +115,10 @@ Encoded VlpModelImpl::forward(const data::Batch& batch) {
   const auto opts = torch::nn::functional::NormalizeFuncOptions().dim(-1);
   out.image_embed = torch::nn::functional::normalize(image_proj_->forward(img.pooled), opts);
   out.text_embed = torch::nn::functional::normalize(text_proj_->forward(txt.pooled), opts);
-  out.image_tokens = local_dim_ > 0 ? image_local_->forward(img.tokens) : img.tokens;
-  out.grid = img.grid;
+  const auto [tokens, grid] = stage(img, token_stage_);
+  out.image_tokens = local_dim_ > 0 ? image_local_->forward(tokens) : tokens;
+  out.grid = grid;
+  if (word_stage_ != token_stage_) std::tie(out.word_image_tokens, out.word_grid) = word_tokens(img);
   out.text_tokens = local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens;
   out.word_mask = word_mask(batch.attention_mask);
   if (batch.anatomy_ids.defined())
@@ -116,8 +150,10 @@ at::Tensor VlpModelImpl::patch_similarity(const at::Tensor& images, const at::Te
   if (grid) *grid = img.grid;
   const auto opts = torch::nn::functional::NormalizeFuncOptions().dim(-1);
   if (mode == "tokens") {
-    const at::Tensor patches =
-        torch::nn::functional::normalize(local_dim_ > 0 ? image_local_->forward(img.tokens) : img.tokens, opts);  // [B,N,C]
+    // The patches the words were trained against: the word level's stage.
+    auto [word_patches, word_grid] = word_tokens(img);
+    if (grid) *grid = word_grid;
+    const at::Tensor patches = torch::nn::functional::normalize(word_patches, opts);  // [B,N,C]
     const at::Tensor words =
         torch::nn::functional::normalize(local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens, opts);  // [T,L,C]
     MEDVLP_CHECK(patches.size(-1) == words.size(-1), "localization maps \"tokens\" compare image and text token features, "
@@ -127,7 +163,19 @@ at::Tensor VlpModelImpl::patch_similarity(const at::Tensor& images, const at::Te
     const at::Tensor sim = torch::einsum("bnc,tlc->btln", {patches, words});                 // [B,T,L,N]
     return (sim * m.unsqueeze(0).unsqueeze(-1)).sum(2) / m.sum(1).clamp_min(1).view({1, -1, 1});
   }
-  MEDVLP_CHECK(mode == "embedding", "patch_similarity: mode is tokens or embedding, got \"", mode, "\"");
+  if (mode == "sentences") {
+    // AFLoc's inference maps: the sentence level's patches against the prompt as one sentence unit,
+    // in the local space the sentence level trains (Encoded.image_tokens · sentence_embed).
+    auto [tokens, token_grid] = stage(img, token_stage_);
+    if (grid) *grid = token_grid;
+    const at::Tensor patches = torch::nn::functional::normalize(local_dim_ > 0 ? image_local_->forward(tokens) : tokens, opts);
+    const at::Tensor texts =
+        torch::nn::functional::normalize(local_dim_ > 0 ? text_local_->forward(txt.pooled) : txt.pooled, opts);  // [T,C]
+    MEDVLP_CHECK(patches.size(-1) == texts.size(-1), "localization maps \"sentences\" compare image tokens and sentence "
+                 "features, but they are ", patches.size(-1), " and ", texts.size(-1), " wide; set model.local_dim or use maps: embedding");
+    return torch::einsum("bnc,tc->btn", {patches, texts});
+  }
+  MEDVLP_CHECK(mode == "embedding", "patch_similarity: mode is tokens, sentences or embedding, got \"", mode, "\"");
   const at::Tensor patches = torch::nn::functional::normalize(image_proj_->forward(img.tokens), opts);  // [B,N,D]
   const at::Tensor texts = torch::nn::functional::normalize(text_proj_->forward(txt.pooled), opts);     // [T,D]
   return torch::einsum("bnd,td->btn", {patches, texts});
@@ -193,7 +241,28 @@ VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size) {
   load_pretrained(*text_encoder, text_encoder->family(), text_encoder->extra_parameters(), text);
   VlpModel model(std::move(image_encoder), std::move(text_encoder), embed_dim, proj);
   model->set_anatomy_pooling(node.get_bool("anatomy_pooling", false));
-  model->set_local_dim(node.get_int("local_dim", 0, 0, 65536));
+  const int64_t stages = static_cast<int64_t>(model->image_encoder()->stage_dims().size());
+  const int64_t token_stage = node.get_int("token_stage", 0, 0, 1 << 10);
+  const int64_t word_stage = node.get_int("word_token_stage", token_stage, 0, 1 << 10);
+  const auto check_stage = [&](const char* key, int64_t back) {
+    if (back == 0) return;
+    if (stages == 0)
+      node.fail(key, "image encoder \"" + image_name + "\" hands out its last tokens only; earlier stages (counted back "
+                     "from the last, 0) come from CNN encoders: small_cnn, resnet18..101, resnet3d_*");
+    if (back >= stages)
+      node.fail(key, "image encoder \"" + image_name + "\" has " + std::to_string(stages) +
+                         " stages; expected 0 (the last) to " + std::to_string(stages - 1) + ", got " +
+                         std::to_string(back));
+  };
+  check_stage("token_stage", token_stage);
+  check_stage("word_token_stage", word_stage);
+  model->set_token_stages(token_stage, word_stage);
+  const int64_t local_dim = node.get_int("local_dim", 0, 0, 65536);
+  if (local_dim == 0 && word_stage != token_stage)
+    node.fail("word_token_stage", "aligns words with another stage (" + std::to_string(word_stage) + ") than the image "
+              "tokens (" + std::to_string(token_stage) + "), which needs local heads that map both into one space: set "
+              "model.local_dim");
+  model->set_local_dim(local_dim);
   model->set_entity_reference(node.get_bool("entity_reference", false));
   model->set_text_chunk(node.get_int("text_chunk", 1024, 1, 1 << 20));
   const std::vector<std::string> freeze = node.get_strings("freeze", {});

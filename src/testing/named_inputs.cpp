@@ -13,6 +13,7 @@ const std::vector<InputSpec>& input_specs() {
       {"text_embed", "Encoded.text_embed", true, true},
       {"image_tokens", "Encoded.image_tokens", true, true},
       {"grid", "Encoded.grid", false, false},
+      {"word_image_tokens", "Encoded.word_image_tokens", true, true},
       {"text_tokens", "Encoded.text_tokens", true, true},
       {"word_mask", "Encoded.word_mask", true, false},
       {"anatomy_image", "Encoded.anatomy_image", true, true},
@@ -51,6 +52,7 @@ std::pair<models::Encoded, data::Batch> bind_inputs(const NamedTensors& inputs) 
   std::map<std::string, at::Tensor*> slots = {
       {"image_embed", &e.image_embed},       {"text_embed", &e.text_embed},
       {"image_tokens", &e.image_tokens},     {"text_tokens", &e.text_tokens},
+      {"word_image_tokens", &e.word_image_tokens},
       {"word_mask", &e.word_mask},           {"anatomy_image", &e.anatomy_image},
       {"anatomy_text", &e.anatomy_text},     {"anatomy_present", &e.anatomy_present},
       {"sentence_embed", &e.sentence_embed}, {"sentence_mask", &e.sentence_mask},

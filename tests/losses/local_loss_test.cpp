@@ -170,7 +170,8 @@ TEST(LocalLoss, FilipMatchesTokenWiseMaximaWrittenOut) {
 
 TEST(LocalLoss, MultiLevelIsTheWeightedSumOfItsLevels) {
   const auto in = inputs(4, 4, 3, 44);
-  const auto m = kit::evaluate(*build("multi_level", "{global_weight: 0.5, sentence_weight: 2, word_weight: 1}"), in);
+  const auto m = kit::evaluate(
+      *build("multi_level", "{global_weight: 0.5, sentence_weight: 2, word_weight: 1, begin_token: false}"), in);
   const double word = kit::evaluate(*build("local", "{}"), in).total;
   const double sentence = kit::evaluate(*build("local", "{units: sentences}"), in).total;
   // Global: cosine × 10, cross-entropy both ways, summed (AFLoc's global_loss).
@@ -184,6 +185,43 @@ TEST(LocalLoss, MultiLevelIsTheWeightedSumOfItsLevels) {
   const double global = ce_rows(a) + ce_rows(b);
   EXPECT_NEAR(m.total, 0.5 * global + 2 * sentence + word, 1e-8);
   EXPECT_NEAR(m.terms.at("global"), global, 1e-8);
+}
+
+TEST(LocalLoss, MultiLevelUnitsBeginWithTheReportsBeginTokenAsAflocSlicesThem) {
+  // AFLoc's local_loss takes words_emb[:, :cap_len], cap_len = real words + 1: the begin token and
+  // the words, not the end token; its sentence units are the begin token, then the sentences.
+  const int64_t B = 4, L = 6;
+  auto in = inputs(B, L, 3, 49);
+  at::Tensor model_mask = torch::zeros({B, L}, torch::kDouble), afloc_mask = torch::zeros({B, L}, torch::kDouble);
+  for (int64_t i = 0; i < B; ++i) {
+    const int64_t real = 3 + i % 3;  // begin, words, end
+    model_mask[i].narrow(0, 1, real - 2).fill_(1);  // Encoded.word_mask: both specials left out
+    afloc_mask[i].narrow(0, 0, real - 1).fill_(1);
+  }
+  in["word_mask"] = model_mask;
+  const at::Tensor& text = in.at("text_tokens");
+  const double words = kit::evaluate(*build("multi_level", "{global_weight: 0, sentence_weight: 0}"), in).total;
+  EXPECT_NEAR(words, naive_gloria(text, afloc_mask, in.at("image_tokens"), 4, 5, 10), 1e-8);
+  const at::Tensor units = torch::cat({text.narrow(1, 0, 1), in.at("sentence_embed")}, 1);
+  const at::Tensor unit_mask = torch::cat({torch::ones({B, 1}, torch::kDouble), in.at("sentence_mask")}, 1);
+  const double sentences = kit::evaluate(*build("multi_level", "{global_weight: 0, word_weight: 0}"), in).total;
+  EXPECT_NEAR(sentences, naive_gloria(units, unit_mask, in.at("image_tokens"), 4, 5, 10), 1e-8);
+  // Without the begin token, the model's words and the sentences alone.
+  EXPECT_NEAR(kit::evaluate(*build("multi_level", "{global_weight: 0, sentence_weight: 0, begin_token: false}"), in).total,
+              naive_gloria(text.narrow(1, 1, L - 1), model_mask.narrow(1, 1, L - 1), in.at("image_tokens"), 4, 5, 10),
+              1e-8);
+
+  // A word stage of its own (Encoded.word_image_tokens): the words align with it, the sentences do not.
+  in["word_image_tokens"] = torch::randn({B, 10, 3}, torch::kDouble);
+  EXPECT_NEAR(kit::evaluate(*build("multi_level", "{global_weight: 0, sentence_weight: 0}"), in).total,
+              naive_gloria(text, afloc_mask, in.at("word_image_tokens"), 4, 5, 10), 1e-8);
+  EXPECT_NEAR(kit::evaluate(*build("multi_level", "{global_weight: 0, word_weight: 0}"), in).total, sentences, 1e-12);
+  EXPECT_NEAR(kit::evaluate(*build("local", "{}"), in).total,
+              naive_gloria(text.narrow(1, 1, L - 1), model_mask.narrow(1, 1, L - 1), in.at("word_image_tokens"), 4, 5, 10),
+              1e-8);
+  in["word_image_tokens"] = torch::randn({B, 10, 5}, torch::kDouble);
+  EXPECT_ERROR_CONTAINS(kit::evaluate(*build("local", "{}"), in),
+                        "loss local: Encoded.text_tokens [4, 6, 3] and Encoded.word_image_tokens [4, 10, 5] must be");
 }
 
 TEST(LocalLoss, PassesTheKitsChecks) {

@@ -308,3 +308,95 @@ model:
   EXPECT_EQ(e.image_tokens.size(2), 6);  // local heads map image tokens and words into one space
   EXPECT_EQ(e.text_tokens.size(2), 6);
 }
+
+TEST(VlpModel, TokenStagesAreTheEncodersEarlierMapsThroughTheirOwnHeads) {
+  // AFLoc's layout: sentences against ResNet's layer3 (1 stage back), words against layer2 (2 back),
+  // the global embedding from layer4. The maps are recomputed here through torchvision's named
+  // submodules, apart from the encoder's own forward.
+  const auto config = medvlp::core::Config::parse(R"(
+model:
+  embed_dim: 8
+  local_dim: 8
+  token_stage: 1
+  word_token_stage: 2
+  image: {name: resnet18, in_channels: 1}
+  text: {name: small_transformer, dim: 8, layers: 1, heads: 2, ff_dim: 8, max_len: 12}
+)", "stages.yaml");
+  torch::manual_seed(5);
+  VlpModel model = build_model(config.root().at("model"), 50);
+  model->eval();
+  medvlp::data::Batch batch;
+  batch.images = torch::randn({2, 1, 64, 96});
+  batch.token_ids = torch::randint(3, 50, {2, 7}, torch::kLong);
+  batch.attention_mask = torch::ones({2, 7}, torch::kLong);
+  torch::NoGradGuard no_grad;
+  const Encoded e = model->forward(batch);
+
+  auto modules = model->image_encoder()->named_children();
+  const auto run = [&](const std::string& name, const at::Tensor& x) {
+    return modules[name]->as<torch::nn::SequentialImpl>()->forward(x);
+  };
+  auto* conv1 = modules["conv1"]->as<torch::nn::Conv2dImpl>();
+  auto* bn1 = modules["bn1"]->as<torch::nn::BatchNorm2dImpl>();
+  const at::Tensor x = torch::max_pool2d(torch::relu(bn1->forward(conv1->forward(batch.images))), 3, 2, 1);
+  const at::Tensor layer2 = run("layer2", run("layer1", x));  // [2,128,8,12]
+  const at::Tensor layer3 = run("layer3", layer2);            // [2,256,4,6]
+  const auto params = model->named_parameters();
+  const auto head = [&](const std::string& name, const at::Tensor& map) {
+    return torch::nn::functional::linear(map.flatten(2).transpose(1, 2), params[name + ".weight"], params[name + ".bias"]);
+  };
+  EXPECT_EQ(e.grid, (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(e.word_grid, (std::vector<int64_t>{8, 12}));
+  ASSERT_EQ(e.image_tokens.sizes(), (std::vector<int64_t>{2, 24, 8}));
+  ASSERT_EQ(e.word_image_tokens.sizes(), (std::vector<int64_t>{2, 96, 8}));
+  EXPECT_TRUE(torch::allclose(e.image_tokens, head("image_local", layer3), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(e.word_image_tokens, head("image_word_local", layer2), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::equal(e.word_patches(), e.word_image_tokens));
+  // The global embedding still pools the last stage.
+  const at::Tensor layer4 = run("layer4", layer3);
+  EXPECT_TRUE(torch::allclose(e.image_embed, model->encode_images(batch.images), 1e-5, 1e-6));
+  EXPECT_EQ(params["image_local.weight"].size(1), 256);
+  EXPECT_EQ(params["image_word_local.weight"].size(1), 128);
+  EXPECT_EQ(layer4.size(1), model->image_encoder()->out_dim());
+  // Localization's word maps compare the words with the stage they were trained against.
+  std::vector<int64_t> map_grid;
+  model->patch_similarity(batch.images, batch.token_ids, batch.attention_mask, "tokens", &map_grid);
+  EXPECT_EQ(map_grid, (std::vector<int64_t>{8, 12}));
+  // Sentence maps: the sentence level's patches against each text as one sentence unit.
+  const at::Tensor smap = model->patch_similarity(batch.images, batch.token_ids, batch.attention_mask, "sentences", &map_grid);
+  EXPECT_EQ(map_grid, (std::vector<int64_t>{4, 6}));
+  const auto unit_rows = [](const at::Tensor& t) { return t / t.norm(2, -1, true); };
+  const at::Tensor pooled = model->text_encoder()->forward(batch.token_ids, batch.attention_mask).pooled;  // [2,8]
+  const at::Tensor sentence =
+      unit_rows(torch::nn::functional::linear(pooled, params["text_local.weight"], params["text_local.bias"]));
+  const at::Tensor expected = torch::einsum("bnc,tc->btn", {unit_rows(head("image_local", layer3)), sentence});
+  EXPECT_TRUE(torch::allclose(smap, expected, 1e-5, 1e-5));
+
+  // One stage for both: no separate word tokens.
+  const auto same = medvlp::core::Config::parse(
+      "model: {local_dim: 8, token_stage: 1, image: {name: small_cnn, channels: [4, 8, 16]},"
+      " text: {name: small_transformer, dim: 8, layers: 1, heads: 2, ff_dim: 8, max_len: 12}}", "same.yaml");
+  VlpModel one = build_model(same.root().at("model"), 50);
+  medvlp::data::Batch small = batch;
+  small.images = torch::randn({2, 1, 32, 32});
+  const Encoded f = one->forward(small);
+  EXPECT_EQ(f.grid, (std::vector<int64_t>{8, 8}));  // stride-1 stem, stages at 16, 8, 4
+  EXPECT_FALSE(f.word_image_tokens.defined());
+  EXPECT_TRUE(torch::equal(f.word_patches(), f.image_tokens));
+}
+
+TEST(VlpModel, TokenStagesOutsideTheEncoderAreConfigErrors) {
+  const auto build = [](const std::string& model_yaml) {
+    const auto c = medvlp::core::Config::parse("model: " + model_yaml, "bad.yaml");
+    return build_model(c.root().at("model"), 50);
+  };
+  const std::string text = "text: {name: small_transformer, dim: 8, layers: 1, heads: 2, ff_dim: 8, max_len: 12}";
+  EXPECT_ERROR_CONTAINS(build("{token_stage: 3, image: {name: small_cnn, channels: [4, 8, 16]}, " + text + "}"),
+                        "model.token_stage: image encoder \"small_cnn\" has 3 stages; expected 0 (the last) to 2, got 3");
+  EXPECT_ERROR_CONTAINS(
+      build("{word_token_stage: 1, image: {name: vit_s16, image_size: [32, 32], depth: 1}, " + text + "}"),
+      "model.word_token_stage: image encoder \"vit_s16\" hands out its last tokens only");
+  EXPECT_ERROR_CONTAINS(build("{word_token_stage: 1, image: {name: small_cnn, channels: [4, 8]}, " + text + "}"),
+                        "model.word_token_stage: aligns words with another stage (1) than the image tokens (0), which "
+                        "needs local heads");
+}

@@ -81,7 +81,8 @@ std::string file_safe(const std::string& s);
 struct LocalizationOptions {
   bool enabled = false;
   /// "tokens": mean over the prompt's words (begin/end specials left out) of cos(token feature, patch feature) in the token space
-  /// the local losses train (AFLoc's word-patch similarity); "embedding": cos(projected patch, prompt
+  /// the local losses train (AFLoc's word-patch similarity); "sentences": cos(patch, the prompt as one
+  /// sentence unit) in the sentence level's space (AFLoc's inference maps); "embedding": cos(projected patch, prompt
   /// embedding), for models trained with global losses only; "auto": tokens when the model has
   /// local heads (model.local_dim), else embedding.
   std::string maps = "auto";

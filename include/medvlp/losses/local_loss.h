@@ -46,6 +46,10 @@ struct MultiLevelLossOptions {
   double global_weight = 1.0;
   double sentence_weight = 1.0;
   double word_weight = 1.0;
+  /// AFLoc's units start with the report's begin token ([CLS]): its word slice `words_emb[:, :cap_len]`
+  /// takes [CLS] and the words but not [SEP], and its sentence units are [CLS] then the sentences.
+  /// false: words without either special (Encoded.word_mask), sentences alone.
+  bool begin_token = true;
   LocalLossOptions local;  // t1, t2, t3, aggregate, rows
 };
 

@@ -16,10 +16,14 @@
 namespace medvlp::models {
 
 /// Output of an image encoder: pooled [B,C] and spatial tokens [B,H'*W',C] on a (H',W') grid.
+/// Encoders built of stages (CNNs) also hand out every stage's map, so that a model can align
+/// text with an earlier, finer one (AFLoc: sentences with ResNet's layer3, words with layer2).
 struct ImageFeatures {
   at::Tensor pooled;  // [B,C]
   at::Tensor tokens;  // [B,N,C]
   std::vector<int64_t> grid;  // (H', W') or (D', H', W')
+  std::vector<at::Tensor> stages;                // first to last, [B,N_s,C_s]; the last is `tokens`; empty: no stages
+  std::vector<std::vector<int64_t>> stage_grids;  // the grid of each stage
 };
 
 /// Base of every image encoder; out_dim() is C of ImageFeatures.
@@ -27,6 +31,9 @@ class ImageEncoderImpl : public torch::nn::Module {
  public:
   virtual ImageFeatures forward(const at::Tensor& images) = 0;  // [B,C,H,W] or [B,C,D,H,W]
   virtual int64_t out_dim() const = 0;
+  /// Channels of each stage's map in ImageFeatures::stages, first to last; empty for encoders
+  /// without stages (ViTs: every block has one grid, and only the last is handed out).
+  virtual std::vector<int64_t> stage_dims() const { return {}; }
   /// Names the parameter layout for load_weights()/export_weights() ("resnet", "vit", "bert", ...).
   virtual std::string family() const { return "medvlp"; }
   /// Name prefixes of medvlp-only parameters (pooling heads) that the original library's
@@ -61,6 +68,7 @@ class SmallCnnImpl : public ImageEncoderImpl {
   explicit SmallCnnImpl(const SmallCnnOptions& options);
   ImageFeatures forward(const at::Tensor& images) override;
   int64_t out_dim() const override { return options_.channels.back(); }
+  std::vector<int64_t> stage_dims() const override { return options_.channels; }
 
  private:
   SmallCnnOptions options_;

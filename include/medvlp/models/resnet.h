@@ -29,17 +29,20 @@ class ResNetImpl : public ImageEncoderImpl {
   explicit ResNetImpl(const ResNetOptions& options);
   ImageFeatures forward(const at::Tensor& images) override;
   int64_t out_dim() const override { return out_dim_; }
+  std::vector<int64_t> stage_dims() const override { return stage_dims_; }  // layer1..layer4
   std::string family() const override { return options_.dims == 2 ? "resnet" : "resnet3d"; }
   /// fc(pooled): class scores; needs num_classes > 0.
   at::Tensor logits(const at::Tensor& images);
   const ResNetOptions& options() const { return options_; }
 
  private:
-  at::Tensor features(const at::Tensor& images);
+  /// layer4's map; with `stages`, each layer's map as tokens (and their grids) on the way.
+  at::Tensor features(const at::Tensor& images, ImageFeatures* stages = nullptr);
   void use_channels_last();
 
   ResNetOptions options_;
   int64_t out_dim_ = 0;
+  std::vector<int64_t> stage_dims_;
   torch::nn::AnyModule conv1_, bn1_, pool_;
   std::vector<torch::nn::Sequential> layers_;
   torch::nn::Linear fc_{nullptr};

@@ -36,16 +36,27 @@ class VlpModelImpl : public torch::nn::Module {
   /// and texts [T,L]; `grid` receives the patch grid. "tokens": the mean over each text's words
   /// (word_mask(): the tokens the word-level losses align) of cos(token, patch) in the token space
   /// of the local losses (Encoded.text_tokens/image_tokens,
-  /// which must share a width); "embedding": cos(image projection of each patch, text embedding),
-  /// the global embedding applied per patch.
+  /// which must share a width; the patches of the word level's stage); "sentences": cos(patch,
+  /// the text as one sentence unit) in the space the sentence level trains (AFLoc's inference maps:
+  /// layer3's local embeddings against the prompt); "embedding": cos(image projection of each
+  /// patch, text embedding), the global embedding applied per patch.
   at::Tensor patch_similarity(const at::Tensor& images, const at::Tensor& ids, const at::Tensor& mask,
                               const std::string& mode, std::vector<int64_t>* grid);
   /// Channels of Encoded.image_tokens / text_tokens / sentence_embed: local_dim when set, else the
-  /// image encoder's width.
+  /// width of the image encoder's stage that gives the tokens.
   int64_t token_dim() const;
+  /// Which image-encoder stage, counted back from the last (0), gives Encoded.image_tokens, and
+  /// which gives the word level's tokens (Encoded.word_image_tokens, filled only when the two
+  /// differ). AFLoc aligns sentences with ResNet's layer3 (1) and words with layer2 (2), while the
+  /// global embedding pools layer4. Encoders without stages (ViTs) take 0 only. Call before
+  /// set_local_dim(), which sizes one local head per stage; a word stage of its own needs one.
+  void set_token_stages(int64_t tokens, int64_t words);
+  int64_t token_stage() const { return token_stage_; }
+  int64_t word_token_stage() const { return word_stage_; }
   /// AFLoc's local embedding heads: linear maps of image tokens, text tokens and sentence features
-  /// into one `dim`-wide space ("image_local.…", "text_local.…"), so that token-level losses can
-  /// compare them. 0 (default) keeps the encoders' own token features.
+  /// into one `dim`-wide space ("image_local.…", "text_local.…", and "image_word_local.…" for a
+  /// word stage of its own), so that token-level losses can compare them. 0 (default) keeps the
+  /// encoders' own token features.
   void set_local_dim(int64_t dim);
   int64_t local_dim() const { return local_dim_; }
   /// Fill Encoded.entity_reference with the entity texts' own (detached) text features, the
@@ -67,23 +78,31 @@ class VlpModelImpl : public torch::nn::Module {
  private:
   /// Pooled features [B,U,C] of text units [B,U,L]; rows where `units` is 0 are not encoded (zeros).
   at::Tensor encode_units(const at::Tensor& ids, const at::Tensor& attention, const at::Tensor& units);
+  /// Tokens [B,N,C] and grid of the stage `back` stages before the last.
+  std::pair<at::Tensor, std::vector<int64_t>> stage(const ImageFeatures& features, int64_t back) const;
+  /// Width of that stage's tokens.
+  int64_t stage_dim(int64_t back) const;
+  /// The word level's image tokens in the local space, and their grid.
+  std::pair<at::Tensor, std::vector<int64_t>> word_tokens(const ImageFeatures& features);
 
   int64_t embed_dim_;
   int64_t local_dim_ = 0;
+  int64_t token_stage_ = 0, word_stage_ = 0;
   int64_t text_chunk_ = 1024;
   bool anatomy_pooling_ = false;
   bool entity_reference_ = false;
   ImageEncoderPtr image_;
   TextEncoderPtr text_;
   torch::nn::Sequential image_proj_{nullptr}, text_proj_{nullptr};
-  torch::nn::Linear image_local_{nullptr}, text_local_{nullptr};
+  torch::nn::Linear image_local_{nullptr}, text_local_{nullptr}, image_word_local_{nullptr};
 };
 TORCH_MODULE(VlpModel);
 
 /// Builds a VlpModel from the `model` config node: image/text encoders by registry name,
 /// `embed_dim`, `projection` (linear | mlp), `freeze` (glob patterns), `anatomy_pooling` (bool). Each encoder node may name
 /// pretrained `weights` (safetensors) with their `weights_format` (see weight_formats()) and
-/// `weights_strict` (default true), `local_dim` (AFLoc's local heads, 0 = none), `entity_reference`
+/// `weights_strict` (default true), `local_dim` (AFLoc's local heads, 0 = none), `token_stage` and
+/// `word_token_stage` (see set_token_stages), `entity_reference`
 /// (bool), `text_chunk` (text units per encoder pass). `vocab_size` comes from the tokenizer.
 VlpModel build_model(const core::ConfigNode& node, int64_t vocab_size);
 
