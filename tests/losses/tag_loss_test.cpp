@@ -86,10 +86,13 @@ TEST(TagLoss, TagNameQueriesAreFrozenFeaturesMappedToTheTokenWidth) {
 TEST(TagLoss, DecoderPassesTheKitsChecksAndLearns) {
   for (const char* decoder : {"post", "pre"}) {
     SCOPED_TRACE(decoder);
+    // Seeded before the decoder draws its weights: LibTorch seeds its generator at random per process,
+    // and about one weight draw in fifty puts a ReLU input of the post-norm decoder within the finite
+    // difference's step of its kink, where the difference quotient is not the gradient.
+    torch::manual_seed(51);
     auto loss = losses::loss_registry().create(
         "tag",
         core::Config::parse(std::string("{tags: 3, token_dim: 8, heads: 2, decoder: ") + decoder + "}", "t.yaml").root());
-    torch::manual_seed(51);
     kit::NamedTensors in;
     in["image_tokens"] = torch::randn({4, 5, 8}, torch::kDouble);
     in["labels"] = torch::tensor({1., 0., -1., 0., 1., 1., 1., 1., 0., -1., -1., 0.}, torch::kDouble).view({4, 3});
