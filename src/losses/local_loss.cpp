@@ -36,6 +36,11 @@ std::pair<at::Tensor, at::Tensor> pair_ce(const at::Tensor& words, const at::Ten
   return {F::cross_entropy(i_rows, targets), F::cross_entropy(t_rows, targets)};
 }
 
+// The Encoded field that holds Encoded::word_patches(), for messages.
+const char* word_patch_field(const models::Encoded& e) {
+  return e.word_image_tokens.defined() ? "word_image_tokens" : "image_tokens";
+}
+
 void check_units(const LossImpl& loss, const at::Tensor& units, const at::Tensor& mask, const at::Tensor& patches,
                  const std::string& unit_field, const std::string& mask_field, const std::string& patch_field) {
   MEDVLP_CHECK(units.dim() == 3 && patches.dim() == 3 && units.size(2) == patches.size(2) &&
@@ -72,7 +77,7 @@ LossOutput LocalLossImpl::forward(const models::Encoded& encoded, const data::Ba
   const at::Tensor& units = words ? encoded.text_tokens : encoded.sentence_embed;
   const at::Tensor& mask = words ? encoded.word_mask : encoded.sentence_mask;
   const at::Tensor& image_tokens = words ? encoded.word_patches() : encoded.image_tokens;
-  const std::string patch_field = words && encoded.word_image_tokens.defined() ? "word_image_tokens" : "image_tokens";
+  const std::string patch_field = words ? word_patch_field(encoded) : "image_tokens";
   require(image_tokens, patch_field);
   require(units, unit_field);
   require(mask, mask_field);
@@ -168,8 +173,7 @@ LossOutput MultiLevelLossImpl::forward(const models::Encoded& encoded, const dat
   // Sentences align with the image tokens, words with the word level's (AFLoc: layer3 and layer2).
   level("sentence", options_.sentence_weight, encoded.image_tokens, "image_tokens", sentences, sentence_mask,
         "sentence_embed", "sentence_mask");
-  level("word", options_.word_weight, encoded.word_patches(),
-        encoded.word_image_tokens.defined() ? "word_image_tokens" : "image_tokens", encoded.text_tokens, word_mask,
+  level("word", options_.word_weight, encoded.word_patches(), word_patch_field(encoded), encoded.text_tokens, word_mask,
         "text_tokens", "word_mask");
   MEDVLP_CHECK(total.defined(), "loss multi_level: every level has weight 0");
   out.total = total;

@@ -70,10 +70,14 @@ void VlpModelImpl::set_local_dim(int64_t dim) {
     image_word_local_ = register_module("image_word_local", torch::nn::Linear(stage_dim(word_stage_), dim));
 }
 
-std::pair<at::Tensor, std::vector<int64_t>> VlpModelImpl::word_tokens(const ImageFeatures& features) {
-  auto [tokens, grid] = stage(features, word_stage_);
-  if (image_word_local_) return {image_word_local_->forward(tokens), grid};
+std::pair<at::Tensor, std::vector<int64_t>> VlpModelImpl::local_tokens(const ImageFeatures& features, int64_t back) {
+  auto [tokens, grid] = stage(features, back);
+  if (back != token_stage_ && image_word_local_) return {image_word_local_->forward(tokens), grid};
   return {local_dim_ > 0 ? image_local_->forward(tokens) : tokens, grid};
+}
+
+at::Tensor VlpModelImpl::local_text(const at::Tensor& features) {
+  return local_dim_ > 0 ? text_local_->forward(features) : features;
 }
 
 at::Tensor VlpModelImpl::encode_units(const at::Tensor& ids, const at::Tensor& attention, const at::Tensor& units) {
@@ -115,11 +119,9 @@ Encoded VlpModelImpl::forward(const data::Batch& batch) {
   const auto opts = torch::nn::functional::NormalizeFuncOptions().dim(-1);
   out.image_embed = torch::nn::functional::normalize(image_proj_->forward(img.pooled), opts);
   out.text_embed = torch::nn::functional::normalize(text_proj_->forward(txt.pooled), opts);
-  const auto [tokens, grid] = stage(img, token_stage_);
-  out.image_tokens = local_dim_ > 0 ? image_local_->forward(tokens) : tokens;
-  out.grid = grid;
-  if (word_stage_ != token_stage_) std::tie(out.word_image_tokens, out.word_grid) = word_tokens(img);
-  out.text_tokens = local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens;
+  std::tie(out.image_tokens, out.grid) = local_tokens(img, token_stage_);
+  if (word_stage_ != token_stage_) std::tie(out.word_image_tokens, out.word_grid) = local_tokens(img, word_stage_);
+  out.text_tokens = local_text(txt.tokens);
   out.word_mask = word_mask(batch.attention_mask);
   if (batch.anatomy_ids.defined())
     out.anatomy_text =
@@ -151,11 +153,11 @@ at::Tensor VlpModelImpl::patch_similarity(const at::Tensor& images, const at::Te
   const auto opts = torch::nn::functional::NormalizeFuncOptions().dim(-1);
   if (mode == "tokens") {
     // The patches the words were trained against: the word level's stage.
-    auto [word_patches, word_grid] = word_tokens(img);
+    auto [word_patches, word_grid] = local_tokens(img, word_stage_);
     if (grid) *grid = word_grid;
     const at::Tensor patches = torch::nn::functional::normalize(word_patches, opts);  // [B,N,C]
     const at::Tensor words =
-        torch::nn::functional::normalize(local_dim_ > 0 ? text_local_->forward(txt.tokens) : txt.tokens, opts);  // [T,L,C]
+        torch::nn::functional::normalize(local_text(txt.tokens), opts);  // [T,L,C]
     MEDVLP_CHECK(patches.size(-1) == words.size(-1), "localization maps \"tokens\" compare image and text token features, "
                  "but they are ", patches.size(-1), " and ", words.size(-1), " wide; set model.local_dim or use maps: embedding");
     // The words only, the units the word-level losses align (Encoded.word_mask).
@@ -166,11 +168,10 @@ at::Tensor VlpModelImpl::patch_similarity(const at::Tensor& images, const at::Te
   if (mode == "sentences") {
     // AFLoc's inference maps: the sentence level's patches against the prompt as one sentence unit,
     // in the local space the sentence level trains (Encoded.image_tokens · sentence_embed).
-    auto [tokens, token_grid] = stage(img, token_stage_);
+    auto [tokens, token_grid] = local_tokens(img, token_stage_);
     if (grid) *grid = token_grid;
-    const at::Tensor patches = torch::nn::functional::normalize(local_dim_ > 0 ? image_local_->forward(tokens) : tokens, opts);
-    const at::Tensor texts =
-        torch::nn::functional::normalize(local_dim_ > 0 ? text_local_->forward(txt.pooled) : txt.pooled, opts);  // [T,C]
+    const at::Tensor patches = torch::nn::functional::normalize(tokens, opts);               // [B,N,C]
+    const at::Tensor texts = torch::nn::functional::normalize(local_text(txt.pooled), opts);  // [T,C]
     MEDVLP_CHECK(patches.size(-1) == texts.size(-1), "localization maps \"sentences\" compare image tokens and sentence "
                  "features, but they are ", patches.size(-1), " and ", texts.size(-1), " wide; set model.local_dim or use maps: embedding");
     return torch::einsum("bnc,tc->btn", {patches, texts});

@@ -82,8 +82,11 @@ class VlpModelImpl : public torch::nn::Module {
   std::pair<at::Tensor, std::vector<int64_t>> stage(const ImageFeatures& features, int64_t back) const;
   /// Width of that stage's tokens.
   int64_t stage_dim(int64_t back) const;
-  /// The word level's image tokens in the local space, and their grid.
-  std::pair<at::Tensor, std::vector<int64_t>> word_tokens(const ImageFeatures& features);
+  /// Tokens and grid of the stage `back` stages before the last, through that stage's local head
+  /// (image_word_local for a word stage of its own, else image_local; none without local_dim).
+  std::pair<at::Tensor, std::vector<int64_t>> local_tokens(const ImageFeatures& features, int64_t back);
+  /// Text features through the text local head (unchanged without local_dim).
+  at::Tensor local_text(const at::Tensor& features);
 
   int64_t embed_dim_;
   int64_t local_dim_ = 0;
